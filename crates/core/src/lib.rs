@@ -1,0 +1,22 @@
+//! berth-core: the vocabulary of berth.
+//!
+//! This crate holds the domain types and traits that every other crate speaks:
+//! [`Digest`] and [`Descriptor`] (how content is named), [`Error`] and [`ErrorKind`] (how failures
+//! are classified, after containerd's `errdefs`), [`filters`] (containerd's filter syntax),
+//! [`identifiers`] (what a valid namespace or lease name is), and the store traits:
+//! [`content::ContentStore`], [`leases::LeaseManager`], [`namespaces::NamespaceStore`].
+//!
+//! Architecture invariant: this crate knows nothing of gRPC, redb or syscalls. It is pure data
+//! and logic, so it can be tested without a daemon, a database or root.
+
+pub mod content;
+pub mod digest;
+pub mod error;
+pub mod filters;
+pub mod identifiers;
+pub mod labels;
+pub mod leases;
+pub mod namespaces;
+
+pub use digest::{Descriptor, Digest, DigestAlgorithm, Digester};
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,21 @@
+//! Namespaces: the top-level partition of every object. Two namespaces never see each other's
+//! images, containers, leases or content records (blobs may be shared underneath).
+
+use std::collections::BTreeMap;
+
+use crate::error::Result;
+
+/// The gRPC metadata header (and ttrpc header) that carries the namespace, as containerd reads it.
+pub const GRPC_HEADER: &str = "containerd-namespace";
+/// The ttrpc variant of the header, used between daemon and shims.
+pub const TTRPC_HEADER: &str = "containerd-namespace-ttrpc";
+
+/// Creates, lists, labels and deletes namespaces.
+pub trait NamespaceStore: Send + Sync {
+    fn create(&self, name: &str, labels: BTreeMap<String, String>) -> Result<()>;
+    fn labels(&self, name: &str) -> Result<BTreeMap<String, String>>;
+    fn set_label(&self, name: &str, key: &str, value: &str) -> Result<()>;
+    fn list(&self) -> Result<Vec<String>>;
+    /// Delete an empty namespace; `FailedPrecondition` naming what is left when it is not empty.
+    fn delete(&self, name: &str) -> Result<()>;
+}
