@@ -1,0 +1,73 @@
+//! Behaviour of the local store that only it can show: restart resume, on-disk leftovers.
+
+use berth_content::LocalStore;
+use berth_core::{Digest, ErrorKind};
+
+#[test]
+fn ingest_resumes_after_reopen_of_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = b"0123456789abcdef".repeat(1000);
+    {
+        let store = LocalStore::open(tmp.path()).unwrap();
+        let mut w = store.writer("resume-me", data.len() as i64, None).unwrap();
+        w.write(&data[..7000]).unwrap();
+        // Dropped without commit: as if the daemon died.
+    }
+    let store = LocalStore::open(tmp.path()).unwrap();
+    assert_eq!(store.status("resume-me").unwrap().offset, 7000);
+    let mut w = store.writer("resume-me", 0, None).unwrap();
+    assert_eq!(w.status().offset, 7000);
+    assert_eq!(w.status().total, data.len() as i64);
+    w.write(&data[7000..]).unwrap();
+    let d = w
+        .commit(data.len() as i64, Some(Digest::sha256_of(&data)))
+        .unwrap();
+    assert_eq!(d, Digest::sha256_of(&data));
+    assert_eq!(store.read_at(&d, 0, data.len()).unwrap(), data);
+    assert!(store.list_statuses().unwrap().is_empty());
+}
+
+#[test]
+fn wrong_digest_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path()).unwrap();
+    let mut w = store.writer("bad", 0, None).unwrap();
+    w.write(b"some bytes").unwrap();
+    let wrong = Digest::sha256_of(b"other bytes");
+    let err = w.commit(0, Some(wrong.clone())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    assert!(err.to_string().contains("unexpected commit digest"), "{err}");
+    assert!(store.walk().unwrap().is_empty());
+    assert!(store.list_statuses().unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("ingest")).unwrap().count(),
+        0
+    );
+    assert!(!store.contains(&Digest::sha256_of(b"some bytes")));
+}
+
+#[test]
+fn second_writer_on_a_ref_is_refused_until_the_first_drops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path()).unwrap();
+    let w = store.writer("busy", 0, None).unwrap();
+    let err = store.writer("busy", 0, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(store.abort("busy").unwrap_err().kind(), ErrorKind::Unavailable);
+    drop(w);
+    store.writer("busy", 0, None).unwrap();
+}
+
+#[test]
+fn blobs_are_read_only_files_named_by_digest() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path()).unwrap();
+    let mut w = store.writer("ro", 0, None).unwrap();
+    w.write(b"hello").unwrap();
+    let d = w.commit(5, None).unwrap();
+    let path = tmp.path().join("blobs/sha256").join(d.encoded());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o222, 0, "blob must not be writable: {mode:o}");
+    assert_eq!(store.walk().unwrap(), vec![d]);
+}
