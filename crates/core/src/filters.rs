@@ -178,13 +178,12 @@ impl SyntaxError {
 
 #[derive(Debug)]
 enum Token {
-    Eof,
-    Field(String),
-    Value(String),
+    /// A field name, or (right after an operator) an unquoted value.
+    Word(String),
     /// A quoted literal, already unquoted, with its quote character.
     Quoted(char, String),
-    Separator,
     Operator(String),
+    /// End of input, a separator or anything else: only ever an error where `scan` is called.
     Other,
 }
 
@@ -229,26 +228,19 @@ impl<'a> Scanner<'a> {
     fn scan(&mut self, value: bool) -> Result<(usize, Token), SyntaxError> {
         self.eat_while(char::is_whitespace);
         let start = self.pos;
-        let Some(c) = self.bump() else {
-            return Ok((start, Token::Eof));
-        };
-        let token = match c {
-            '\0' => return Err(syntax(start, "unexpected null")),
-            '"' | '/' | '|' => Token::Quoted(c, self.scan_quoted(start, c)?),
-            ',' | '.' => Token::Separator,
-            c if is_operator_char(c) => {
+        let token = match self.bump() {
+            None | Some(',' | '.') => Token::Other,
+            Some('\0') => return Err(syntax(start, "unexpected null")),
+            Some(c @ ('"' | '/' | '|')) => Token::Quoted(c, self.scan_quoted(start, c)?),
+            Some(c) if is_operator_char(c) => {
                 self.eat_while(is_operator_char);
                 Token::Operator(self.input[start..self.pos].to_owned())
             }
-            _ if value => {
-                self.eat_while(is_value_char);
-                Token::Value(self.input[start..self.pos].to_owned())
+            Some(c) if value || is_field_char(c) => {
+                self.eat_while(if value { is_value_char } else { is_field_char });
+                Token::Word(self.input[start..self.pos].to_owned())
             }
-            c if is_field_char(c) => {
-                self.eat_while(is_field_char);
-                Token::Field(self.input[start..self.pos].to_owned())
-            }
-            _ => Token::Other,
+            Some(_) => Token::Other,
         };
         Ok((start, token))
     }
@@ -267,8 +259,7 @@ impl<'a> Scanner<'a> {
                 Some(c) => push_char(&mut out, c),
             }
         }
-        String::from_utf8(out)
-            .map_err(|_| syntax(start, "unquoting failed: quoted literal is not valid utf-8"))
+        String::from_utf8(out).map_err(|_| syntax(start, "unquoting failed: not valid utf-8"))
     }
 
     /// Decode one escape sequence (the backslash already consumed) into `out`.
@@ -401,7 +392,7 @@ impl Parser<'_> {
 
     fn field(&mut self) -> Result<String, SyntaxError> {
         match self.scanner.scan(false)? {
-            (_, Token::Field(field)) | (_, Token::Quoted('"', field)) => Ok(field),
+            (_, Token::Word(field) | Token::Quoted('"', field)) => Ok(field),
             (pos, Token::Quoted(..)) => Err(syntax(pos, "invalid quote encountered")),
             (pos, _) => Err(syntax(pos, "expected field or quoted")),
         }
@@ -410,7 +401,7 @@ impl Parser<'_> {
     /// The value after an operator; `/` and `|` quoting is allowed only for regexps.
     fn value(&mut self, alt_quotes: bool) -> Result<(usize, String), SyntaxError> {
         match self.scanner.scan(true)? {
-            (pos, Token::Value(v) | Token::Field(v)) => Ok((pos, v)),
+            (pos, Token::Word(v)) => Ok((pos, v)),
             (pos, Token::Quoted(q, v)) if q == '"' || alt_quotes => Ok((pos, v)),
             (pos, Token::Quoted(..)) => Err(syntax(pos, "invalid quote encountered")),
             (pos, _) => Err(syntax(pos, "expected value or quoted")),
@@ -433,25 +424,28 @@ mod tests {
         fn field(&self, fieldpath: &[String]) -> Option<String> {
             match fieldpath.first()?.as_str() {
                 "labels" => map_field(&fieldpath[1..], &self.labels),
-                name if fieldpath.len() == 1 => {
-                    self.fields.get(name).filter(|v| !v.is_empty()).cloned()
-                }
+                f if fieldpath.len() == 1 => self.fields.get(f).filter(|v| !v.is_empty()).cloned(),
                 _ => None,
             }
         }
     }
 
+    fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     fn entry(name: &str, other: &str, labels: &[(&str, &str)]) -> Entry {
-        let map = |kv: &[(&str, &str)]| {
-            kv.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
+        let fields = map(&[("name", name), ("other", other)]);
         Entry {
-            fields: map(&[("name", name), ("other", other)]),
+            fields,
             labels: map(labels),
         }
     }
+
+    const COMPLEX: &str = "more complex label with \\ and \"";
+    const COMPLEX_POST: &str = "more complex label with \\ and \".post";
 
     /// containerd's filter_test.go corpus.
     fn corpus() -> Vec<Entry> {
@@ -464,21 +458,15 @@ mod tests {
                 &[("foo", "present"), ("more complex label", "present")],
             ),
             entry("bar", "", &[("bar", "true")]),
-            entry(
-                "fooer",
-                "",
-                &[("more complex label with \\ and \"", "present")],
-            ),
-            entry(
-                "fooer",
-                "",
-                &[("more complex label with \\ and \".post", "present")],
-            ),
+            entry("fooer", "", &[(COMPLEX, "present")]),
+            entry("fooer", "", &[(COMPLEX_POST, "present")]),
             entry("baz", "too complex, yo", &[]),
             entry("bazo", "abc", &[]),
             entry("compound", "", &[("foo", "omg_asdf.asdf-qwer")]),
         ]
     }
+
+    const ALL: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7, 8];
 
     fn matching(filter: &Filter) -> Vec<usize> {
         let corpus = corpus();
@@ -492,16 +480,25 @@ mod tests {
         assert_eq!(matching(&filter), expected, "input {input:?}");
     }
 
+    /// The full message, as containerd words it, plus our error class.
     fn check_err(input: &str, expected: &str) {
         let err = Filter::parse(input).expect_err(input);
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "input {input:?}");
-        assert_eq!(
-            err.to_string(),
-            format!("filters: parse error: {expected}: invalid argument")
-        );
+        let want = format!("filters: parse error: {expected}: invalid argument");
+        assert_eq!(err.to_string(), want);
     }
 
-    const ALL: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7, 8];
+    /// Only what failed, after the marked input.
+    fn check_err_msg(input: &str, msg: &str) {
+        let err = Filter::parse(input).expect_err(input);
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "input {input:?}");
+        let text = err.to_string();
+        assert!(text.starts_with("filters: parse error: ["), "{text}");
+        assert!(
+            text.ends_with(&format!("]: {msg}: invalid argument")),
+            "{text}"
+        );
+    }
 
     #[test]
     fn containerd_matching_cases() {
@@ -534,83 +531,54 @@ mod tests {
 
     #[test]
     fn containerd_error_cases() {
-        check_err(
-            "labels.|foo|==omg_asdf.asdf-qwer",
-            "[labels. >|||< foo|==omg_asdf.asdf-qwer]: invalid quote encountered",
-        );
-        check_err(
-            r#"labels.?"more complex label with \\ and \"".post==present"#,
-            r#"[labels. >|?|< "more complex label with \\ and \"".post==present]: expected field or quoted"#,
-        );
-        check_err("name==foo,", "[name==foo,]: expected field or quoted");
-        check_err("labels.", "[labels.]: expected field or quoted");
-        check_err(
-            "image~=,id?=?fbaq",
-            "[image~= >|,|< id?=?fbaq]: expected value or quoted",
-        );
-        check_err(
-            "labels.ns/key==value",
-            "[labels.ns >|/|< key==value]: quoted literal not terminated",
-        );
-        check_err(
-            "labels.key==/value",
-            "[labels.key== >|/|< value]: quoted literal not terminated",
-        );
+        // "<input> => <what containerd prints after `filters: parse error: `>"
+        for case in [
+            "labels.|foo|==x => [labels. >|||< foo|==x]: invalid quote encountered",
+            r#"labels.?"a\\b".c => [labels. >|?|< "a\\b".c]: expected field or quoted"#,
+            "name==foo, => [name==foo,]: expected field or quoted",
+            "labels. => [labels.]: expected field or quoted",
+            "image~=,id?=?fbaq => [image~= >|,|< id?=?fbaq]: expected value or quoted",
+            "labels.ns/key==v => [labels.ns >|/|< key==v]: quoted literal not terminated",
+            "labels.key==/value => [labels.key== >|/|< value]: quoted literal not terminated",
+            "name== => [name==]: expected value or quoted",
+            "==foo => [ >|=|< =foo]: expected field or quoted",
+            r#"name foo => [name  >|f|< oo]: expected an operator ("=="|"!="|"~=")"#,
+            "name==föö bar => [name==föö >| |< bar]: unexpected input: ' '",
+            "name==\0 => [name== >|\0|< ]: unexpected null",
+        ] {
+            let (input, expected) = case.split_once(" => ").unwrap();
+            check_err(input, expected);
+        }
     }
 
     #[test]
     fn syntax_errors() {
-        check_err("name==", "[name==]: expected value or quoted");
-        check_err("==foo", "[ >|=|< =foo]: expected field or quoted");
-        check_err(
-            r#"name=="foo"#,
-            r#"[name== >|"|< foo]: quoted literal not terminated"#,
-        );
-        check_err(
-            "labels.\"foo==bar",
-            "[labels. >|\"|< foo==bar]: quoted literal not terminated",
-        );
-        check_err("name=foo", r#"[name >|=|< foo]: unsupported operator "=""#);
-        check_err(
-            "name!~=foo",
-            r#"[name >|!|< ~=foo]: unsupported operator "!~=""#,
-        );
-        check_err(
-            "name foo",
-            r#"[name  >|f|< oo]: expected an operator ("=="|"!="|"~=")"#,
-        );
-        check_err(
-            "name==foo bar",
-            "[name==foo >| |< bar]: unexpected input: ' '",
-        );
-        check_err(
-            r#"name=="foo"x"#,
-            "[name==\"foo\" >|x|< ]: unexpected input: 'x'",
-        );
-        check_err("name==.foo", "[name== >|.|< foo]: expected value or quoted");
-        check_err(
-            "name==/foo/",
-            "[name== >|/|< foo/]: invalid quote encountered",
-        );
-        check_err(
-            r#"name=="\q""#,
-            r#"[name== >|"|< \q"]: illegal escape sequence"#,
-        );
-        check_err(
-            r#"name=="\x4""#,
-            r#"[name== >|"|< \x4"]: illegal numeric escape sequence"#,
-        );
-        check_err(
-            r#"name=="\777""#,
-            r#"[name== >|"|< \777"]: octal escape value out of range"#,
-        );
-        check_err(
-            r#"name=="\xff""#,
-            r#"[name== >|"|< \xff"]: unquoting failed: quoted literal is not valid utf-8"#,
-        );
-        check_err("name==\0", "[name== >|\0|< ]: unexpected null");
-        check_err("   ", "[   ]: expected field or quoted");
-        check_err("a,,b", "[a, >|,|< b]: expected field or quoted");
+        for (input, msg) in [
+            (r#"name=="foo"#, "quoted literal not terminated"),
+            ("labels.\"foo==bar", "quoted literal not terminated"),
+            ("name==\"a\nb\"", "quoted literal not terminated"),
+            ("name=foo", r#"unsupported operator "=""#),
+            ("name!~=foo", r#"unsupported operator "!~=""#),
+            (r#"name=="foo"x"#, "unexpected input: 'x'"),
+            ("name==.foo", "expected value or quoted"),
+            ("name==,", "expected value or quoted"),
+            ("name==/foo/", "invalid quote encountered"),
+            ("name!=|foo|", "invalid quote encountered"),
+            (r#"name=="\q""#, "illegal escape sequence"),
+            (r#"name~=/\d+/"#, "illegal escape sequence"),
+            (r#"name=="\'""#, "illegal escape sequence"),
+            (r#"name=="\x4""#, "illegal numeric escape sequence"),
+            (r#"name=="\777""#, "octal escape value out of range"),
+            (r#"name=="\U00110000""#, "unicode escape value out of range"),
+            (r#"name=="\xff""#, "unquoting failed: not valid utf-8"),
+            ("   ", "expected field or quoted"),
+            ("a,,b", "expected field or quoted"),
+            (",a", "expected field or quoted"),
+            ("name ,a", r#"expected an operator ("=="|"!="|"~=")"#),
+            ("labels .a", r#"expected an operator ("=="|"!="|"~=")"#),
+        ] {
+            check_err_msg(input, msg);
+        }
     }
 
     #[test]
@@ -618,15 +586,13 @@ mod tests {
         let err = Filter::parse("name~=[").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
         let msg = err.to_string();
-        assert!(
-            msg.starts_with(
-                "filters: parse error: [name~= >|[|< ]: failed to parse regular expression: "
-            ),
-            "{msg}"
-        );
+        let prefix = "filters: parse error: [name~= >|[|< ]: failed to parse regular expression: ";
+        assert!(msg.starts_with(prefix), "{msg}");
+        assert!(msg.len() > prefix.len() + 20, "{msg}");
         assert!(!msg.contains('\n'), "{msg}");
         assert!(msg.ends_with(": invalid argument"), "{msg}");
         assert!(Filter::parse("name~=/(/").is_err());
+        assert!(Filter::parse_all(&["name", "x~=a{2,1}"]).is_err());
     }
 
     #[test]
@@ -637,7 +603,9 @@ mod tests {
         check("name~=|^ba.$|", &[1, 3, 6]);
         check(r#"name~="^(foo|bar)$""#, &[0, 1, 2, 3]);
         check(r"name~=\w+er$", &[4, 5]);
-        check("name~=/ba[rz]\\/?/", &[1, 3, 6, 7]);
+        check(r"name~=/\\w+er$/", &[4, 5]);
+        check(r"name~=/ba[rz]\/?/", &[1, 3, 6, 7]);
+        check("labels.foo~=^(true|present)$", &[0, 2]);
     }
 
     #[test]
@@ -653,7 +621,7 @@ mod tests {
     }
 
     #[test]
-    fn values_and_quoting() {
+    fn values_quoting_and_fields() {
         let obj = entry("x", "", &[("a=b", "c=d"), ("k", "v,w"), ("q", "a\"b")]);
         let matches = |s: &str| Filter::parse(s).unwrap().matches(&obj);
         assert!(matches(r#"labels."a=b"==c=d"#));
@@ -664,6 +632,7 @@ mod tests {
         assert!(matches(r#"labels.q~=/a"b/"#));
         assert!(matches("  name ==  x"));
         assert!(matches("name==x,labels.k"));
+        assert!(matches("name==x,  labels. k"));
 
         let obj = entry("café", "", &[("aAéA\tb\u{1F600}", "1"), ("", "empty")]);
         let matches = |s: &str| Filter::parse(s).unwrap().matches(&obj);
@@ -671,17 +640,14 @@ mod tests {
         assert!(matches(r#"name=="caf\u00e9""#));
         assert!(matches(r#"labels."a\x41\u00e9\101\tb\U0001F600"==1"#));
         assert!(matches(r#"labels.""==empty"#));
-    }
 
-    #[test]
-    fn fields_allow_dashes_digits_and_dotted_labels() {
+        // Fields allow dashes and digits; dotted label keys need no quoting.
         let obj = entry("x", "", &[("io.cri-containerd.kind", "sandbox"), ("9", "")]);
         let matches = |s: &str| Filter::parse(s).unwrap().matches(&obj);
         assert!(matches("labels.io.cri-containerd.kind==sandbox"));
         assert!(matches(r#"labels."io.cri-containerd.kind"==sandbox"#));
         assert!(matches(r#"labels.io."cri-containerd".kind"#));
-        // A label with an empty value is present.
-        assert!(matches("labels.9"));
+        assert!(matches("labels.9")); // a label with an empty value is present
         assert!(!matches("labels.io"));
     }
 
@@ -695,36 +661,25 @@ mod tests {
         assert_eq!(matching(&f), &[3]);
         assert!(!f.is_always());
 
-        let none: [&str; 0] = [];
-        for f in [
-            Filter::parse_all(&none).unwrap(),
-            Filter::parse_all(&[""]).unwrap(),
-            Filter::parse_all(&["", ""]).unwrap(),
-            Filter::parse_all(&["", "name==zzz"]).unwrap(),
-        ] {
-            assert!(f.is_always());
-            assert_eq!(matching(&f), ALL);
+        let everything: [&[&str]; 4] = [&[], &[""], &["", ""], &["", "name==zzz"]];
+        for filters in everything {
+            let f = Filter::parse_all(filters).unwrap();
+            assert!(f.is_always() && matching(&f) == ALL, "{filters:?}");
         }
 
         let err = Filter::parse_all(&["name==foo", "name=="]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-        assert_eq!(
-            err.to_string(),
-            "filters: parse error: [name==]: expected value or quoted: invalid argument"
-        );
+        let want = "filters: parse error: [name==]: expected value or quoted: invalid argument";
+        assert_eq!(err.to_string(), want);
     }
 
     #[test]
-    fn always_and_default_match_everything() {
+    fn always_default_and_closure_adaptors() {
         assert_eq!(matching(&Filter::always()), ALL);
         assert_eq!(matching(&Filter::default()), ALL);
         assert!(Filter::always().is_always());
         assert!(Filter::parse("").unwrap().is_always());
         assert!(!Filter::parse("name").unwrap().is_always());
-    }
-
-    #[test]
-    fn closures_are_adaptors() {
         let adaptor = |path: &[String]| (path == ["id"]).then(|| "abc".to_string());
         assert!(Filter::parse("id==abc").unwrap().matches(&adaptor));
         assert!(!Filter::parse("id==abd").unwrap().matches(&adaptor));
@@ -733,18 +688,15 @@ mod tests {
 
     #[test]
     fn map_field_joins_components() {
-        let map: BTreeMap<String, String> = [("foo.bar", "1"), ("", "2")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            map_field(&path(&["foo", "bar"]), &map).as_deref(),
-            Some("1")
-        );
-        assert_eq!(map_field(&path(&["foo.bar"]), &map).as_deref(), Some("1"));
-        assert_eq!(map_field(&path(&[]), &map).as_deref(), Some("2"));
-        assert_eq!(map_field(&path(&["foo"]), &map), None);
-        assert_eq!(map_field(&path(&["foo"]), &BTreeMap::new()), None);
+        let labels = map(&[("foo.bar", "1"), ("", "2")]);
+        let get = |p: &[&str]| {
+            let path: Vec<String> = p.iter().map(|s| s.to_string()).collect();
+            map_field(&path, &labels)
+        };
+        assert_eq!(get(&["foo", "bar"]).as_deref(), Some("1"));
+        assert_eq!(get(&["foo.bar"]).as_deref(), Some("1"));
+        assert_eq!(get(&[]).as_deref(), Some("2"));
+        assert_eq!(get(&["foo"]), None);
+        assert_eq!(map_field(&["foo".to_string()], &BTreeMap::new()), None);
     }
 }

@@ -12,10 +12,19 @@ pub const TTRPC_HEADER: &str = "containerd-namespace-ttrpc";
 
 /// Creates, lists, labels and deletes namespaces.
 pub trait NamespaceStore: Send + Sync {
+    /// Create a namespace; `AlreadyExists` if it is there.
     fn create(&self, name: &str, labels: BTreeMap<String, String>) -> Result<()>;
-    fn labels(&self, name: &str) -> Result<BTreeMap<String, String>>;
-    fn set_label(&self, name: &str, key: &str, value: &str) -> Result<()>;
-    fn list(&self) -> Result<Vec<String>>;
+    /// The labels of a namespace; `NotFound` if it is not there.
+    fn get(&self, name: &str) -> Result<BTreeMap<String, String>>;
+    /// Every namespace with its labels, sorted by name.
+    fn list(&self) -> Result<Vec<(String, BTreeMap<String, String>)>>;
+    /// Update labels under containerd's field-mask rules (see [`crate::labels::apply_label_mask`]).
+    fn update(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        fieldpaths: &[String],
+    ) -> Result<BTreeMap<String, String>>;
     /// Delete an empty namespace; `FailedPrecondition` naming what is left when it is not empty.
     fn delete(&self, name: &str) -> Result<()>;
 }

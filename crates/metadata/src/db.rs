@@ -1,0 +1,189 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use berth_content::LocalStore;
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::error::{MetadataError, Result};
+use crate::gc::GcStats;
+
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
+pub(crate) const CONTENT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("content");
+pub(crate) const LEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("leases");
+pub(crate) const LEASE_RESOURCES: TableDefinition<(&str, &str, &str, &str), ()> =
+    TableDefinition::new("lease_resources");
+
+/// The schema this code reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The metadata store: redb database + the blob store it indexes + the collector's state.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) db: Database,
+    pub(crate) blobs: LocalStore,
+    /// Held shared by writers while they publish a blob and its record, exclusively by a
+    /// collection, so a blob is never swept between being written and being recorded.
+    pub(crate) gc_lock: RwLock<()>,
+    pub(crate) gc_stats: Mutex<GcStats>,
+    /// Woken when a deletion made garbage; the collector's scheduler waits on it.
+    pub(crate) dirty: tokio::sync::Notify,
+    uuid: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct NamespaceRecord {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ContentRecord {
+    pub size: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LeaseRecord {
+    pub created_at: i64,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+pub(crate) fn now_nanos() -> i64 {
+    to_nanos(SystemTime::now())
+}
+
+pub(crate) fn to_nanos(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn from_nanos(n: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("metadata record serializes")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| MetadataError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+impl Metadata {
+    /// Open (creating if needed) the database at `db_path` over the blob store `blobs`.
+    pub fn open(db_path: impl AsRef<Path>, blobs: LocalStore) -> Result<Metadata> {
+        let db_path = db_path.as_ref();
+        if let Some(parent) = db_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                berth_core::Error::from(e).context(format!("create {}", parent.display()))
+            })?;
+        }
+        let db = Database::create(db_path)?;
+        let txn = db.begin_write()?;
+        let uuid;
+        {
+            let mut meta = txn.open_table(META)?;
+            let version = meta
+                .get("schema_version")?
+                .map(|v| u32::from_le_bytes(v.value().try_into().unwrap_or([0; 4])));
+            match version {
+                Some(found) if found > SCHEMA_VERSION => {
+                    return Err(MetadataError::SchemaTooNew {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+                }
+            }
+            let existing = meta
+                .get("uuid")?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+            uuid = match existing {
+                Some(u) => u,
+                None => {
+                    let u = uuid::Uuid::new_v4().to_string();
+                    meta.insert("uuid", u.as_bytes())?;
+                    u
+                }
+            };
+            txn.open_table(NAMESPACES)?;
+            txn.open_table(CONTENT)?;
+            txn.open_table(LEASES)?;
+            txn.open_table(LEASE_RESOURCES)?;
+        }
+        txn.commit()?;
+        Ok(Metadata {
+            inner: Arc::new(Inner {
+                db,
+                blobs,
+                gc_lock: RwLock::new(()),
+                gc_stats: Mutex::new(GcStats::default()),
+                dirty: tokio::sync::Notify::new(),
+                uuid,
+            }),
+        })
+    }
+
+    /// The server's persistent UUID (created with the database).
+    pub fn uuid(&self) -> &str {
+        &self.inner.uuid
+    }
+
+    /// The blob store underneath.
+    pub fn blobs(&self) -> &LocalStore {
+        &self.inner.blobs
+    }
+
+    /// Tell the collector that a deletion made garbage.
+    pub(crate) fn mark_dirty(&self) {
+        self.inner.dirty.notify_one();
+    }
+}
+
+/// Insert the namespace record if it is missing: writing any object into a namespace creates it,
+/// as in containerd.
+pub(crate) fn ensure_namespace(txn: &redb::WriteTransaction, ns: &str) -> Result<()> {
+    berth_core::identifiers::validate("namespace", ns)?;
+    let mut t = txn.open_table(NAMESPACES)?;
+    if t.get(ns)?.is_none() {
+        t.insert(ns, encode(&NamespaceRecord::default()).as_slice())?;
+    }
+    Ok(())
+}
+
+/// Keys of a two-part table whose first part is `ns`.
+pub(crate) fn keys_in_ns<T: ReadableTable<(&'static str, &'static str), &'static [u8]>>(
+    table: &T,
+    ns: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in table.range((ns, "")..)? {
+        let (k, v) = entry?;
+        let (kns, id) = k.value();
+        if kns != ns {
+            break;
+        }
+        out.push((id.to_string(), v.value().to_vec()));
+    }
+    Ok(out)
+}

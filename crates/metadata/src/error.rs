@@ -1,0 +1,78 @@
+use berth_core::{Digest, ErrorKind};
+
+/// Failures of the metadata layer.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("namespace {0}: not found")]
+    NamespaceNotFound(String),
+    #[error("namespace {0}: already exists")]
+    NamespaceExists(String),
+    #[error("namespace {name} must be empty, but it still has {left}: failed precondition")]
+    NamespaceNotEmpty { name: String, left: String },
+    #[error("content digest {0}: not found")]
+    ContentNotFound(Digest),
+    #[error("content {0}: already exists")]
+    ContentExists(Digest),
+    #[error("lease {0:?}: not found")]
+    LeaseNotFound(String),
+    #[error("lease {0:?}: already exists")]
+    LeaseExists(String),
+    #[error("metadata schema version {found} is newer than this berthd supports ({supported})")]
+    SchemaTooNew { found: u32, supported: u32 },
+    #[error("metadata record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("metadata database: {0}")]
+    Db(#[from] redb::Error),
+    #[error(transparent)]
+    Content(#[from] berth_content::ContentError),
+    #[error(transparent)]
+    Core(#[from] berth_core::Error),
+}
+
+impl MetadataError {
+    /// The errdefs class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            MetadataError::NamespaceNotFound(_)
+            | MetadataError::ContentNotFound(_)
+            | MetadataError::LeaseNotFound(_) => ErrorKind::NotFound,
+            MetadataError::NamespaceExists(_)
+            | MetadataError::ContentExists(_)
+            | MetadataError::LeaseExists(_) => ErrorKind::AlreadyExists,
+            MetadataError::NamespaceNotEmpty { .. } => ErrorKind::FailedPrecondition,
+            MetadataError::SchemaTooNew { .. }
+            | MetadataError::Corrupt { .. }
+            | MetadataError::Db(_) => ErrorKind::Internal,
+            MetadataError::Content(e) => e.kind(),
+            MetadataError::Core(e) => e.kind(),
+        }
+    }
+}
+
+impl From<MetadataError> for berth_core::Error {
+    fn from(e: MetadataError) -> Self {
+        match e {
+            MetadataError::Core(e) => e,
+            other => berth_core::Error::new(other.kind(), other.to_string()),
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MetadataError {
+            fn from(e: $t) -> Self {
+                MetadataError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub(crate) type Result<T, E = MetadataError> = std::result::Result<T, E>;

@@ -1,0 +1,267 @@
+//! The garbage collector: mark from roots, sweep the rest, as containerd's `docs/garbage-collection.md`.
+//!
+//! **Roots** (per namespace): every lease that has not expired (its resources: content digests,
+//! ingests), and every content record labelled `containerd.io/gc.root`. **References**: a content
+//! record's labels `containerd.io/gc.ref.content.*` name other blobs of the same namespace that it
+//! keeps alive. A lease labelled `containerd.io/gc.flat` keeps its resources but not what they
+//! reference. **Sweep**: content records not reached are removed; expired leases are removed;
+//! then blob files that no namespace records any more are deleted from disk.
+//!
+//! Collections run when a deletion made garbage (debounced so that collection pauses stay under
+//! `pause_threshold` of the time), on a fixed schedule, and synchronously when a client deletes a
+//! lease with `sync`. Each run logs one line (`garbage collected`) and updates [`GcStats`], which
+//! berthd exposes through the Introspection service.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use berth_core::{labels, Digest};
+use redb::ReadableTable;
+use serde::Serialize;
+
+use crate::db::{decode, ContentRecord, LeaseRecord, Metadata, CONTENT, LEASES, LEASE_RESOURCES};
+use crate::error::Result;
+use crate::leases::{remove_lease, resources_of};
+
+/// What one collection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    pub content_removed: usize,
+    pub leases_expired: usize,
+    pub blobs_removed: usize,
+    pub duration: Duration,
+}
+
+/// Running totals, for introspection and metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcStats {
+    pub runs: u64,
+    pub last_run: Option<SystemTime>,
+    pub last: GcReport,
+    pub total_content_removed: u64,
+    pub total_blobs_removed: u64,
+    pub total_leases_expired: u64,
+}
+
+/// When collections run.
+#[derive(Debug, Clone)]
+pub struct GcConfig {
+    /// Collect at least this often, garbage or not.
+    pub schedule_interval: Duration,
+    /// Wait this long after a deletion before collecting (coalesces bursts).
+    pub schedule_delay: Duration,
+    /// After startup, wait this long before the first collection.
+    pub startup_delay: Duration,
+    /// Keep collection pauses under this fraction of wall time (containerd's default 0.02).
+    pub pause_threshold: f64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            schedule_interval: Duration::from_secs(600),
+            schedule_delay: Duration::ZERO,
+            startup_delay: Duration::from_millis(100),
+            pause_threshold: 0.02,
+        }
+    }
+}
+
+/// Parse an RFC 3339 time with `Z` or a numeric offset (Go's `time.RFC3339`, which ctr writes).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    if let Some(base) = s.strip_suffix('Z').or_else(|| s.strip_suffix('z')) {
+        return humantime::parse_rfc3339_weak(base).ok();
+    }
+    let (base, sign, offset) = match s.rfind(['+', '-']) {
+        Some(i) if i > 10 => (&s[..i], &s[i..i + 1], &s[i + 1..]),
+        _ => return humantime::parse_rfc3339_weak(s).ok(),
+    };
+    let (h, m) = offset.split_once(':')?;
+    let secs = h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60;
+    let local = humantime::parse_rfc3339_weak(base).ok()?;
+    let off = Duration::from_secs(secs);
+    // local = utc + offset  =>  utc = local - offset
+    if sign == "+" {
+        local.checked_sub(off)
+    } else {
+        local.checked_add(off)
+    }
+}
+
+fn expired(rec: &LeaseRecord, now: SystemTime) -> bool {
+    rec.labels
+        .get(labels::GC_EXPIRE)
+        .and_then(|v| parse_rfc3339(v))
+        .is_some_and(|t| t <= now)
+}
+
+fn content_refs(rec: &ContentRecord) -> impl Iterator<Item = String> + '_ {
+    rec.labels
+        .iter()
+        .filter(|(k, _)| k.starts_with(labels::GC_REF_CONTENT_PREFIX))
+        .filter_map(|(_, v)| Digest::parse(v).ok().map(|d| d.to_string()))
+}
+
+impl Metadata {
+    /// Run one collection now (blocking).
+    pub fn collect_garbage(&self) -> Result<GcReport> {
+        let started = Instant::now();
+        let _exclusive = self.inner.gc_lock.write().expect("gc lock poisoned");
+        let now = SystemTime::now();
+        let mut report = GcReport::default();
+        let txn = self.inner.db.begin_write()?;
+        let referenced: BTreeSet<String> = {
+            // Leases: drop expired ones, gather the rest's content resources as roots.
+            let leases: Vec<((String, String), LeaseRecord)> = {
+                let t = txn.open_table(LEASES)?;
+                let mut v = Vec::new();
+                for e in t.iter()? {
+                    let (k, val) = e?;
+                    let (ns, id) = k.value();
+                    v.push(((ns.to_string(), id.to_string()), decode(id, val.value())?));
+                }
+                v
+            };
+            let mut roots: VecDeque<(String, String)> = VecDeque::new();
+            let mut marked: BTreeSet<(String, String)> = BTreeSet::new();
+            for ((ns, id), rec) in &leases {
+                if expired(rec, now) {
+                    remove_lease(&txn, ns, id)?;
+                    report.leases_expired += 1;
+                    continue;
+                }
+                let flat = rec.labels.contains_key(labels::GC_FLAT);
+                let res = resources_of(&txn.open_table(LEASE_RESOURCES)?, ns, id)?;
+                for r in res.into_iter().filter(|r| r.kind == "content") {
+                    if flat {
+                        marked.insert((ns.clone(), r.id));
+                    } else {
+                        roots.push_back((ns.clone(), r.id));
+                    }
+                }
+            }
+            // Content: load every record; gc.root labels are roots.
+            let mut content: BTreeMap<(String, String), ContentRecord> = BTreeMap::new();
+            {
+                let t = txn.open_table(CONTENT)?;
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    let (ns, dgst) = k.value();
+                    let rec: ContentRecord = decode(dgst, v.value())?;
+                    if rec.labels.contains_key(labels::GC_ROOT) {
+                        roots.push_back((ns.to_string(), dgst.to_string()));
+                    }
+                    content.insert((ns.to_string(), dgst.to_string()), rec);
+                }
+            }
+            // Mark: walk references from the roots; flat-leased content is kept but not walked.
+            let mut visited: BTreeSet<(String, String)> = BTreeSet::new();
+            while let Some(node) = roots.pop_front() {
+                if !visited.insert(node.clone()) {
+                    continue;
+                }
+                if let Some(rec) = content.get(&node) {
+                    roots.extend(content_refs(rec).map(|r| (node.0.clone(), r)));
+                }
+            }
+            marked.extend(visited);
+            // Sweep records.
+            let mut t = txn.open_table(CONTENT)?;
+            let mut keep = BTreeSet::new();
+            for key in content.keys() {
+                if marked.contains(key) {
+                    keep.insert(key.1.clone());
+                } else {
+                    t.remove((key.0.as_str(), key.1.as_str()))?;
+                    report.content_removed += 1;
+                }
+            }
+            keep
+        };
+        txn.commit()?;
+        // Sweep blobs no namespace records any more.
+        for d in self.inner.blobs.walk()? {
+            if !referenced.contains(&d.to_string()) {
+                match self.inner.blobs.delete(&d) {
+                    Ok(()) => report.blobs_removed += 1,
+                    Err(e) => tracing::warn!(digest = %d, error = %e, "gc: remove blob"),
+                }
+            }
+        }
+        report.duration = started.elapsed();
+        {
+            let mut stats = self.inner.gc_stats.lock().expect("gc stats poisoned");
+            stats.runs += 1;
+            stats.last_run = Some(now);
+            stats.last = report.clone();
+            stats.total_content_removed += report.content_removed as u64;
+            stats.total_blobs_removed += report.blobs_removed as u64;
+            stats.total_leases_expired += report.leases_expired as u64;
+        }
+        tracing::info!(
+            content_removed = report.content_removed,
+            blobs_removed = report.blobs_removed,
+            leases_expired = report.leases_expired,
+            duration_us = report.duration.as_micros() as u64,
+            "garbage collected"
+        );
+        Ok(report)
+    }
+
+    /// Run one collection on a blocking thread.
+    pub async fn collect_garbage_async(&self) -> berth_core::Result<GcReport> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.collect_garbage())
+            .await
+            .map_err(|e| berth_core::Error::internal(format!("gc task: {e}")))?
+            .map_err(Into::into)
+    }
+
+    /// Totals of every collection so far.
+    pub fn gc_stats(&self) -> GcStats {
+        self.inner.gc_stats.lock().expect("gc stats poisoned").clone()
+    }
+
+    /// Run the collector's schedule until the task is dropped: after deletions (debounced by
+    /// `pause_threshold`) and every `schedule_interval`.
+    pub async fn run_gc_scheduler(self, config: GcConfig) {
+        tokio::time::sleep(config.startup_delay).await;
+        let mut last_pause = Duration::ZERO;
+        loop {
+            let woke_by_deletion = tokio::select! {
+                _ = self.inner.dirty.notified() => true,
+                _ = tokio::time::sleep(config.schedule_interval) => false,
+            };
+            if woke_by_deletion {
+                tokio::time::sleep(config.schedule_delay).await;
+            }
+            match self.collect_garbage_async().await {
+                Ok(r) => last_pause = r.duration,
+                Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+            }
+            if config.pause_threshold > 0.0 {
+                // Space collections so pauses stay under the threshold of wall time.
+                let spacing = last_pause.div_f64(config.pause_threshold);
+                tokio::time::sleep(spacing.min(Duration::from_secs(5))).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_rfc3339_with_offsets() {
+        let z = parse_rfc3339("2026-11-23T10:00:00Z").unwrap();
+        assert_eq!(parse_rfc3339("2026-11-23T11:00:00+01:00").unwrap(), z);
+        assert_eq!(parse_rfc3339("2026-11-23T05:30:00-04:30").unwrap(), z);
+        assert_eq!(
+            parse_rfc3339("2026-11-23T10:00:00.5Z").unwrap(),
+            z + Duration::from_millis(500)
+        );
+        assert!(parse_rfc3339("tomorrow").is_none());
+    }
+}

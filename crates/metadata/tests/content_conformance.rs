@@ -1,0 +1,14 @@
+//! The content-store conformance suite against the in-process store (local blobs + redb metadata).
+
+use berth_content::LocalStore;
+use berth_metadata::Metadata;
+use tempfile::TempDir;
+
+async fn setup() -> (Metadata, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = LocalStore::open(dir.path().join("content")).unwrap();
+    let meta = Metadata::open(dir.path().join("meta.redb"), blobs).unwrap();
+    (meta, dir)
+}
+
+berth_conformance::content_store_suite!(setup);
