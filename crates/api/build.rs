@@ -25,7 +25,10 @@ const SERVICES: &[&str] = &[
 /// Proto packages whose messages live in containerd-client, and where.
 const EXTERN: &[(&str, &str)] = &[
     (".google.rpc", "::containerd_client::google::rpc"),
-    (".containerd.types.transfer", "::containerd_client::types::transfer"),
+    (
+        ".containerd.types.transfer",
+        "::containerd_client::types::transfer",
+    ),
     (".containerd.v1.types", "::containerd_client::types::v1"),
     (".containerd.types", "::containerd_client::types"),
     (".containerd.events", "::containerd_client::events"),
@@ -37,17 +40,50 @@ const EXTERN: &[(&str, &str)] = &[
         ".containerd.services.sandbox.v1",
         "::containerd_client::services::v1::sandbox",
     ),
-    (".containerd.services.containers.v1", "::containerd_client::services::v1"),
-    (".containerd.services.content.v1", "::containerd_client::services::v1"),
-    (".containerd.services.diff.v1", "::containerd_client::services::v1"),
-    (".containerd.services.events.v1", "::containerd_client::services::v1"),
-    (".containerd.services.images.v1", "::containerd_client::services::v1"),
-    (".containerd.services.introspection.v1", "::containerd_client::services::v1"),
-    (".containerd.services.leases.v1", "::containerd_client::services::v1"),
-    (".containerd.services.namespaces.v1", "::containerd_client::services::v1"),
-    (".containerd.services.tasks.v1", "::containerd_client::services::v1"),
-    (".containerd.services.transfer.v1", "::containerd_client::services::v1"),
-    (".containerd.services.version.v1", "::containerd_client::services::v1"),
+    (
+        ".containerd.services.containers.v1",
+        "::containerd_client::services::v1",
+    ),
+    (
+        ".containerd.services.content.v1",
+        "::containerd_client::services::v1",
+    ),
+    (
+        ".containerd.services.diff.v1",
+        "::containerd_client::services::v1",
+    ),
+    (
+        ".containerd.services.events.v1",
+        "::containerd_client::services::v1",
+    ),
+    (
+        ".containerd.services.images.v1",
+        "::containerd_client::services::v1",
+    ),
+    (
+        ".containerd.services.introspection.v1",
+        "::containerd_client::services::v1",
+    ),
+    (
+        ".containerd.services.leases.v1",
+        "::containerd_client::services::v1",
+    ),
+    (
+        ".containerd.services.namespaces.v1",
+        "::containerd_client::services::v1",
+    ),
+    (
+        ".containerd.services.tasks.v1",
+        "::containerd_client::services::v1",
+    ),
+    (
+        ".containerd.services.transfer.v1",
+        "::containerd_client::services::v1",
+    ),
+    (
+        ".containerd.services.version.v1",
+        "::containerd_client::services::v1",
+    ),
 ];
 
 fn main() {
@@ -95,7 +131,8 @@ fn containerd_client_vendor_dir() -> PathBuf {
         "cargo metadata failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("parse cargo metadata");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("parse cargo metadata");
     let manifest = meta["packages"]
         .as_array()
         .expect("packages")
@@ -103,21 +140,31 @@ fn containerd_client_vendor_dir() -> PathBuf {
         .find(|p| p["name"] == "containerd-client")
         .and_then(|p| p["manifest_path"].as_str())
         .expect("containerd-client in cargo metadata");
-    let dir = Path::new(manifest).parent().expect("package dir").join("vendor");
+    let dir = Path::new(manifest)
+        .parent()
+        .expect("package dir")
+        .join("vendor");
     assert!(dir.is_dir(), "no vendor dir at {}", dir.display());
     dir
 }
 
 fn from_lockfile_and_registry() -> Option<PathBuf> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").ok()?);
-    let lock = manifest_dir.ancestors().map(|d| d.join("Cargo.lock")).find(|p| p.is_file())?;
+    let lock = manifest_dir
+        .ancestors()
+        .map(|d| d.join("Cargo.lock"))
+        .find(|p| p.is_file())?;
     println!("cargo:rerun-if-changed={}", lock.display());
     let text = std::fs::read_to_string(lock).ok()?;
     let mut lines = text.lines();
     let version = loop {
         let line = lines.next()?;
         if line.trim() == "name = \"containerd-client\"" {
-            let v = lines.next()?.trim().strip_prefix("version = \"")?.strip_suffix('"')?;
+            let v = lines
+                .next()?
+                .trim()
+                .strip_prefix("version = \"")?
+                .strip_suffix('"')?;
             break v.to_string();
         }
     };
@@ -126,7 +173,9 @@ fn from_lockfile_and_registry() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
     let src = cargo_home.join("registry/src");
     std::fs::read_dir(src).ok()?.flatten().find_map(|index| {
-        let dir = index.path().join(format!("containerd-client-{version}/vendor"));
+        let dir = index
+            .path()
+            .join(format!("containerd-client-{version}/vendor"));
         dir.is_dir().then_some(dir)
     })
 }

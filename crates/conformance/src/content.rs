@@ -34,7 +34,10 @@ pub async fn put<S: ContentStore>(
     data: &[u8],
     l: BTreeMap<String, String>,
 ) -> Digest {
-    let mut w = store.writer(ns, opts(reference)).await.expect("open writer");
+    let mut w = store
+        .writer(ns, opts(reference))
+        .await
+        .expect("open writer");
     w.write(data).await.expect("write");
     let d = Digest::sha256_of(data);
     let got = w
@@ -75,17 +78,33 @@ pub async fn write_commit_info_read<S: ContentStore>(store: &S) {
     assert_eq!(w.status().await.unwrap().offset, 10_000);
     assert_eq!(w.digest(), Digest::sha256_of(&data));
     let d = w
-        .commit(10_000, Some(Digest::sha256_of(&data)), labels(&[("a", "1")]))
+        .commit(
+            10_000,
+            Some(Digest::sha256_of(&data)),
+            labels(&[("a", "1")]),
+        )
         .await
         .unwrap();
     let info = store.info(NS, &d).await.unwrap();
     assert_eq!(info.size, 10_000);
     assert_eq!(info.labels, labels(&[("a", "1")]));
     assert_eq!(read_all(store, NS, &d).await, data);
-    assert_eq!(store.read_at(NS, &d, 9_990, 100).await.unwrap(), &data[9_990..]);
-    let listed: Vec<Digest> = store.list(NS, &[]).await.unwrap().into_iter().map(|i| i.digest).collect();
+    assert_eq!(
+        store.read_at(NS, &d, 9_990, 100).await.unwrap(),
+        &data[9_990..]
+    );
+    let listed: Vec<Digest> = store
+        .list(NS, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.digest)
+        .collect();
     assert_eq!(listed, vec![d]);
-    assert!(store.list_statuses(NS, &[]).await.unwrap().is_empty(), "ingest must be gone after commit");
+    assert!(
+        store.list_statuses(NS, &[]).await.unwrap().is_empty(),
+        "ingest must be gone after commit"
+    );
 }
 
 pub async fn wrong_digest_is_rejected_and_leaves_nothing<S: ContentStore>(store: &S) {
@@ -97,14 +116,22 @@ pub async fn wrong_digest_is_rejected_and_leaves_nothing<S: ContentStore>(store:
         ErrorKind::FailedPrecondition,
         "commit with wrong digest",
     );
-    expect_kind(store.info(NS, &claimed).await, ErrorKind::NotFound, "claimed digest");
+    expect_kind(
+        store.info(NS, &claimed).await,
+        ErrorKind::NotFound,
+        "claimed digest",
+    );
     expect_kind(
         store.info(NS, &Digest::sha256_of(b"the real bytes")).await,
         ErrorKind::NotFound,
         "actual digest",
     );
     assert!(store.list(NS, &[]).await.unwrap().is_empty());
-    expect_kind(store.status(NS, "bad-digest").await, ErrorKind::NotFound, "ingest status");
+    expect_kind(
+        store.status(NS, "bad-digest").await,
+        ErrorKind::NotFound,
+        "ingest status",
+    );
 }
 
 pub async fn wrong_size_is_rejected<S: ContentStore>(store: &S) {
@@ -200,7 +227,11 @@ pub async fn writer_for_existing_digest_reports_already_exists<S: ContentStore>(
             },
         )
         .await;
-    expect_kind(r.map(|_| ()), ErrorKind::AlreadyExists, "writer for existing digest");
+    expect_kind(
+        r.map(|_| ()),
+        ErrorKind::AlreadyExists,
+        "writer for existing digest",
+    );
 }
 
 pub async fn committing_existing_content_reports_already_exists<S: ContentStore>(store: &S) {
@@ -216,10 +247,20 @@ pub async fn committing_existing_content_reports_already_exists<S: ContentStore>
 }
 
 pub async fn labels_update_with_field_masks<S: ContentStore>(store: &S) {
-    let d = put(store, NS, "lbl", b"labelled", labels(&[("a", "1"), ("b", "2")])).await;
+    let d = put(
+        store,
+        NS,
+        "lbl",
+        b"labelled",
+        labels(&[("a", "1"), ("b", "2")]),
+    )
+    .await;
     let mut info: Info = store.info(NS, &d).await.unwrap();
     info.labels = labels(&[("a", "9"), ("c", "3")]);
-    let fp: Vec<String> = ["labels.a", "labels.b", "labels.c"].iter().map(|s| s.to_string()).collect();
+    let fp: Vec<String> = ["labels.a", "labels.b", "labels.c"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let updated = store.update(NS, info.clone(), &fp).await.unwrap();
     assert_eq!(updated.labels, labels(&[("a", "9"), ("c", "3")]));
     assert_eq!(store.info(NS, &d).await.unwrap().labels, updated.labels);
@@ -231,12 +272,28 @@ pub async fn labels_update_with_field_masks<S: ContentStore>(store: &S) {
 }
 
 pub async fn list_applies_filters<S: ContentStore>(store: &S) {
-    let a = put(store, NS, "fa", b"alpha", labels(&[("kind", "a"), ("x.y", "1")])).await;
+    let a = put(
+        store,
+        NS,
+        "fa",
+        b"alpha",
+        labels(&[("kind", "a"), ("x.y", "1")]),
+    )
+    .await;
     let b = put(store, NS, "fb", b"beta", labels(&[("kind", "b")])).await;
     let names = |v: Vec<Info>| v.into_iter().map(|i| i.digest).collect::<Vec<_>>();
-    assert_eq!(names(store.list(NS, &["labels.kind==a".into()]).await.unwrap()), vec![a.clone()]);
-    assert_eq!(names(store.list(NS, &[format!("digest=={b}")]).await.unwrap()), vec![b.clone()]);
-    assert_eq!(names(store.list(NS, &["labels.\"x.y\"".into()]).await.unwrap()), vec![a.clone()]);
+    assert_eq!(
+        names(store.list(NS, &["labels.kind==a".into()]).await.unwrap()),
+        vec![a.clone()]
+    );
+    assert_eq!(
+        names(store.list(NS, &[format!("digest=={b}")]).await.unwrap()),
+        vec![b.clone()]
+    );
+    assert_eq!(
+        names(store.list(NS, &["labels.\"x.y\"".into()]).await.unwrap()),
+        vec![a.clone()]
+    );
     let mut both = names(
         store
             .list(NS, &["labels.kind==a".into(), "labels.kind==b".into()])
@@ -247,20 +304,40 @@ pub async fn list_applies_filters<S: ContentStore>(store: &S) {
     let mut want = vec![a, b];
     want.sort();
     assert_eq!(both, want);
-    expect_kind(store.list(NS, &["labels.kind==".into()]).await, ErrorKind::InvalidArgument, "bad filter");
+    expect_kind(
+        store.list(NS, &["labels.kind==".into()]).await,
+        ErrorKind::InvalidArgument,
+        "bad filter",
+    );
 }
 
 pub async fn delete_removes_from_the_namespace<S: ContentStore>(store: &S) {
     let d = put(store, NS, "del", b"doomed", BTreeMap::new()).await;
     store.delete(NS, &d).await.unwrap();
-    expect_kind(store.info(NS, &d).await, ErrorKind::NotFound, "info after delete");
-    expect_kind(store.read_at(NS, &d, 0, 10).await, ErrorKind::NotFound, "read after delete");
-    expect_kind(store.delete(NS, &d).await, ErrorKind::NotFound, "second delete");
+    expect_kind(
+        store.info(NS, &d).await,
+        ErrorKind::NotFound,
+        "info after delete",
+    );
+    expect_kind(
+        store.read_at(NS, &d, 0, 10).await,
+        ErrorKind::NotFound,
+        "read after delete",
+    );
+    expect_kind(
+        store.delete(NS, &d).await,
+        ErrorKind::NotFound,
+        "second delete",
+    );
 }
 
 pub async fn namespaces_are_isolated<S: ContentStore>(store: &S) {
     let d = put(store, "ns-one", "iso", b"private", BTreeMap::new()).await;
-    expect_kind(store.info("ns-two", &d).await, ErrorKind::NotFound, "other namespace");
+    expect_kind(
+        store.info("ns-two", &d).await,
+        ErrorKind::NotFound,
+        "other namespace",
+    );
     assert!(store.list("ns-two", &[]).await.unwrap().is_empty());
     // The same bytes can be written into the second namespace, and deleting them there
     // leaves the first one's copy alone.
@@ -287,8 +364,16 @@ pub async fn abort_discards_an_ingest<S: ContentStore>(store: &S) {
         }
     }
     aborted.unwrap();
-    expect_kind(store.status(NS, "abort-me").await, ErrorKind::NotFound, "status after abort");
-    expect_kind(store.abort(NS, "abort-me").await, ErrorKind::NotFound, "second abort");
+    expect_kind(
+        store.status(NS, "abort-me").await,
+        ErrorKind::NotFound,
+        "status after abort",
+    );
+    expect_kind(
+        store.abort(NS, "abort-me").await,
+        ErrorKind::NotFound,
+        "second abort",
+    );
 }
 
 pub async fn reads_are_bounded<S: ContentStore>(store: &S) {
@@ -324,7 +409,11 @@ pub async fn statuses_list_and_filter<S: ContentStore>(store: &S) {
         .map(|s| s.reference)
         .collect();
     assert_eq!(only, vec!["st-b"]);
-    assert!(store.list_statuses("elsewhere", &[]).await.unwrap().is_empty());
+    assert!(store
+        .list_statuses("elsewhere", &[])
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn large_blob_round_trips<S: ContentStore>(store: &S) {
@@ -334,7 +423,11 @@ pub async fn large_blob_round_trips<S: ContentStore>(store: &S) {
         w.write(chunk).await.unwrap();
     }
     let d = w
-        .commit(data.len() as i64, Some(Digest::sha256_of(&data)), BTreeMap::new())
+        .commit(
+            data.len() as i64,
+            Some(Digest::sha256_of(&data)),
+            BTreeMap::new(),
+        )
         .await
         .unwrap();
     assert_eq!(read_all(store, NS, &d).await, data);

@@ -153,7 +153,8 @@ impl LocalStore {
             for entry in entries {
                 let entry = entry.map_err(ContentError::io(format!("list {}", dir.display())))?;
                 let name = entry.file_name();
-                if let Ok(d) = Digest::parse(&format!("{}:{}", alg.as_str(), name.to_string_lossy()))
+                if let Ok(d) =
+                    Digest::parse(&format!("{}:{}", alg.as_str(), name.to_string_lossy()))
                 {
                     out.push(d);
                 }
@@ -177,7 +178,9 @@ impl LocalStore {
     pub fn list_statuses(&self) -> Result<Vec<IngestStatus>> {
         let dir = self.root.join("ingest");
         let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(ContentError::io(format!("list {}", dir.display())))? {
+        for entry in
+            fs::read_dir(&dir).map_err(ContentError::io(format!("list {}", dir.display())))?
+        {
             let entry = entry.map_err(ContentError::io(format!("list {}", dir.display())))?;
             // An ingest without its record is a half-created one: skip it.
             if let Ok(rec) = read_record(&entry.path()) {
@@ -255,7 +258,8 @@ pub(crate) fn read_record(dir: &Path) -> Result<IngestRecord> {
 }
 
 fn status_of(dir: &Path, rec: IngestRecord) -> Result<IngestStatus> {
-    let started_at = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(rec.started_at as u64);
+    let started_at =
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(rec.started_at as u64);
     let (offset, updated_at) = match fs::metadata(dir.join("data")) {
         Ok(md) => (md.len() as i64, md.modified().unwrap_or(started_at)),
         Err(_) => (0, started_at),

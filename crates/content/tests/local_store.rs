@@ -36,11 +36,16 @@ fn wrong_digest_leaves_nothing_behind() {
     let wrong = Digest::sha256_of(b"other bytes");
     let err = w.commit(0, Some(wrong.clone())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
-    assert!(err.to_string().contains("unexpected commit digest"), "{err}");
+    assert!(
+        err.to_string().contains("unexpected commit digest"),
+        "{err}"
+    );
     assert!(store.walk().unwrap().is_empty());
     assert!(store.list_statuses().unwrap().is_empty());
     assert_eq!(
-        std::fs::read_dir(tmp.path().join("ingest")).unwrap().count(),
+        std::fs::read_dir(tmp.path().join("ingest"))
+            .unwrap()
+            .count(),
         0
     );
     assert!(!store.contains(&Digest::sha256_of(b"some bytes")));
@@ -53,7 +58,10 @@ fn second_writer_on_a_ref_is_refused_until_the_first_drops() {
     let w = store.writer("busy", 0, None).unwrap();
     let err = store.writer("busy", 0, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    assert_eq!(store.abort("busy").unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        store.abort("busy").unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
     drop(w);
     store.writer("busy", 0, None).unwrap();
 }

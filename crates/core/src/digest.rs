@@ -65,7 +65,9 @@ impl Digest {
             }
         };
         if hex.len() != algorithm.hex_len()
-            || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(Error::invalid_argument(format!(
                 "digest {s:?}: invalid {alg} encoding"

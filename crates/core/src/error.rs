@@ -94,7 +94,10 @@ impl Error {
 
     /// `"<what>: invalid argument"`.
     pub fn invalid_argument(what: impl fmt::Display) -> Self {
-        Error::new(ErrorKind::InvalidArgument, format!("{what}: invalid argument"))
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{what}: invalid argument"),
+        )
     }
 
     /// `"<what>: failed precondition"`.

@@ -40,7 +40,14 @@ mod tests {
 
     #[test]
     fn accepts_containerd_identifiers() {
-        for ok in ["default", "k8s.io", "a", "moby_1", "a-b.c_d", &"x".repeat(76)] {
+        for ok in [
+            "default",
+            "k8s.io",
+            "a",
+            "moby_1",
+            "a-b.c_d",
+            &"x".repeat(76),
+        ] {
             validate("namespace", ok).unwrap();
         }
     }

@@ -53,7 +53,9 @@ impl Resource {
             )));
         }
         if self.id.is_empty() {
-            return Err(crate::Error::invalid_argument("resource id must not be empty"));
+            return Err(crate::Error::invalid_argument(
+                "resource id must not be empty",
+            ));
         }
         if self.kind == "content" {
             crate::Digest::parse(&self.id)?;
@@ -72,7 +74,8 @@ pub trait LeaseManager: Send + Sync {
     ) -> impl Future<Output = Result<Lease>> + Send;
     /// Delete a lease; with `sync`, garbage collection has run before this returns.
     fn delete(&self, ns: &str, id: &str, sync: bool) -> impl Future<Output = Result<()>> + Send;
-    fn list(&self, ns: &str, filters: &[String]) -> impl Future<Output = Result<Vec<Lease>>> + Send;
+    fn list(&self, ns: &str, filters: &[String])
+        -> impl Future<Output = Result<Vec<Lease>>> + Send;
     fn add_resource(
         &self,
         ns: &str,

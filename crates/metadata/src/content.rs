@@ -124,10 +124,11 @@ impl ContentStore for Metadata {
         let txn = self.inner.db.begin_write().map_err(MetadataError::from)?;
         let rec = {
             let mut t = txn.open_table(CONTENT).map_err(MetadataError::from)?;
-            let mut rec: ContentRecord = match t.get((ns, key.as_str())).map_err(MetadataError::from)? {
-                Some(v) => decode(&key, v.value())?,
-                None => return Err(MetadataError::ContentNotFound(info.digest.clone()).into()),
-            };
+            let mut rec: ContentRecord =
+                match t.get((ns, key.as_str())).map_err(MetadataError::from)? {
+                    Some(v) => decode(&key, v.value())?,
+                    None => return Err(MetadataError::ContentNotFound(info.digest.clone()).into()),
+                };
             labels::apply_label_mask(&mut rec.labels, &info.labels, fieldpaths, &[])
                 .map_err(|e| e.context(format!("content {}", info.digest)))?;
             rec.updated_at = now_nanos();
@@ -159,7 +160,10 @@ impl ContentStore for Metadata {
         let txn = self.inner.db.begin_write().map_err(MetadataError::from)?;
         {
             let mut t = txn.open_table(CONTENT).map_err(MetadataError::from)?;
-            if t.remove((ns, key.as_str())).map_err(MetadataError::from)?.is_none() {
+            if t.remove((ns, key.as_str()))
+                .map_err(MetadataError::from)?
+                .is_none()
+            {
                 return Err(MetadataError::ContentNotFound(digest.clone()).into());
             }
         }

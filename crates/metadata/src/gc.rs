@@ -220,7 +220,11 @@ impl Metadata {
 
     /// Totals of every collection so far.
     pub fn gc_stats(&self) -> GcStats {
-        self.inner.gc_stats.lock().expect("gc stats poisoned").clone()
+        self.inner
+            .gc_stats
+            .lock()
+            .expect("gc stats poisoned")
+            .clone()
     }
 
     /// Run the collector's schedule until the task is dropped: after deletions (debounced by

@@ -48,12 +48,13 @@ impl Metadata {
         identifiers::validate("lease", id)?;
         labels::validate_all(&labels)?;
         if let Some(exp) = labels.get(labels::GC_EXPIRE) {
-            humantime::parse_rfc3339_weak(exp).map_err(|e| {
-                berth_core::Error::invalid_argument(format!(
-                    "lease {id:?}: label {}={exp:?}: {e}",
+            if crate::gc::parse_rfc3339(exp).is_none() {
+                return Err(berth_core::Error::invalid_argument(format!(
+                    "lease {id:?}: label {}={exp:?} is not an RFC 3339 time",
                     labels::GC_EXPIRE
                 ))
-            })?;
+                .into());
+            }
         }
         let txn = self.inner.db.begin_write()?;
         let created_at = now_nanos();

@@ -1,0 +1,347 @@
+//! Namespaces, leases and garbage collection of the metadata layer.
+
+use std::collections::BTreeMap;
+
+use berth_content::LocalStore;
+use berth_core::content::{ContentStore, ContentWriter, WriterOptions};
+use berth_core::leases::{LeaseManager, Resource};
+use berth_core::namespaces::NamespaceStore;
+use berth_core::{Digest, ErrorKind};
+use berth_metadata::Metadata;
+use tempfile::TempDir;
+
+fn open(dir: &TempDir) -> Metadata {
+    let blobs = LocalStore::open(dir.path().join("content")).unwrap();
+    Metadata::open(dir.path().join("meta.redb"), blobs).unwrap()
+}
+
+fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn put(
+    m: &Metadata,
+    ns: &str,
+    data: &[u8],
+    l: BTreeMap<String, String>,
+    lease: Option<&str>,
+) -> Digest {
+    let mut w = m
+        .writer(
+            ns,
+            WriterOptions {
+                reference: format!("ref-{}", Digest::sha256_of(data).encoded()),
+                lease: lease.map(str::to_string),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    w.write(data).await.unwrap();
+    w.commit(0, None, l).await.unwrap()
+}
+
+#[tokio::test]
+async fn namespaces_create_label_list_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(&dir);
+    NamespaceStore::create(&m, "one", labels(&[("a", "1")])).unwrap();
+    assert_eq!(
+        NamespaceStore::create(&m, "one", BTreeMap::new())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        NamespaceStore::create(&m, "bad/name", BTreeMap::new())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    let l = NamespaceStore::update(&m, "one", labels(&[("b", "2")]), &["labels.b".into()]).unwrap();
+    assert_eq!(l, labels(&[("a", "1"), ("b", "2")]));
+    // Writing into a namespace creates it.
+    let d = put(&m, "two", b"data", BTreeMap::new(), None).await;
+    let names: Vec<String> = NamespaceStore::list(&m)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, vec!["one", "two"]);
+    let err = NamespaceStore::delete(&m, "two").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    assert!(err.to_string().contains("content"), "{err}");
+    ContentStore::delete(&m, "two", &d).await.unwrap();
+    NamespaceStore::delete(&m, "two").unwrap();
+    NamespaceStore::delete(&m, "one").unwrap();
+    assert_eq!(
+        NamespaceStore::get(&m, "one").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn leases_hold_resources_and_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(&dir);
+    LeaseManager::create(&m, "ns", "l1", labels(&[("team", "x")]))
+        .await
+        .unwrap();
+    LeaseManager::create(&m, "ns", "l2", BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        LeaseManager::create(&m, "ns", "l1", BTreeMap::new())
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::AlreadyExists
+    );
+    let ids: Vec<String> = LeaseManager::list(&m, "ns", &["labels.team==x".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(ids, vec!["l1"]);
+    let d = put(&m, "ns", b"leased", BTreeMap::new(), Some("l1")).await;
+    let res = LeaseManager::list_resources(&m, "ns", "l1").await.unwrap();
+    assert_eq!(
+        res,
+        vec![Resource {
+            id: d.to_string(),
+            kind: "content".into()
+        }]
+    );
+    let snap = Resource {
+        id: "key".into(),
+        kind: "snapshots/overlayfs".into(),
+    };
+    LeaseManager::add_resource(&m, "ns", "l2", snap.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        LeaseManager::list_resources(&m, "ns", "l2").await.unwrap(),
+        vec![snap.clone()]
+    );
+    LeaseManager::delete_resource(&m, "ns", "l2", snap)
+        .await
+        .unwrap();
+    assert!(LeaseManager::list_resources(&m, "ns", "l2")
+        .await
+        .unwrap()
+        .is_empty());
+    let bad = Resource {
+        id: "x".into(),
+        kind: "images".into(),
+    };
+    assert_eq!(
+        LeaseManager::add_resource(&m, "ns", "l2", bad)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        LeaseManager::delete(&m, "ns", "nope", false)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    // A write under a lease that does not exist fails.
+    let err = m
+        .writer(
+            "ns",
+            WriterOptions {
+                reference: "r".into(),
+                lease: Some("ghost".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn gc_removes_unreferenced_and_keeps_leased_rooted_and_referenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(&dir);
+    LeaseManager::create(&m, "ns", "hold", BTreeMap::new())
+        .await
+        .unwrap();
+    let leased = put(&m, "ns", b"leased", BTreeMap::new(), Some("hold")).await;
+    let child = put(&m, "ns", b"child", BTreeMap::new(), None).await;
+    let grandchild = put(&m, "ns", b"grandchild", BTreeMap::new(), None).await;
+    // child references grandchild
+    let mut info = m.info("ns", &child).await.unwrap();
+    info.labels.insert(
+        "containerd.io/gc.ref.content.l0".into(),
+        grandchild.to_string(),
+    );
+    ContentStore::update(
+        &m,
+        "ns",
+        info,
+        &["labels.containerd.io/gc.ref.content.l0".into()],
+    )
+    .await
+    .unwrap();
+    let root = put(
+        &m,
+        "ns",
+        b"root",
+        labels(&[
+            ("containerd.io/gc.root", "2026-01-01T00:00:00Z"),
+            ("containerd.io/gc.ref.content.c", &child.to_string()),
+        ]),
+        None,
+    )
+    .await;
+    let garbage = put(&m, "ns", b"garbage", BTreeMap::new(), None).await;
+    // The same bytes as `leased`, in another namespace, unreferenced there.
+    let shared = put(&m, "other", b"leased", BTreeMap::new(), None).await;
+    assert_eq!(shared, leased);
+
+    let report = m.collect_garbage().unwrap();
+    assert_eq!(report.content_removed, 2, "{report:?}"); // garbage in ns, leased-copy in other
+    assert_eq!(report.blobs_removed, 1, "{report:?}"); // only garbage's bytes
+    for d in [&leased, &child, &grandchild, &root] {
+        m.info("ns", d).await.unwrap();
+        assert!(m.blobs().contains(d), "{d} bytes must stay");
+    }
+    assert_eq!(
+        m.info("ns", &garbage).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(!m.blobs().contains(&garbage));
+    assert_eq!(
+        m.info("other", &leased).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // Dropping the lease with sync collects synchronously.
+    LeaseManager::delete(&m, "ns", "hold", true).await.unwrap();
+    assert!(!m.blobs().contains(&leased));
+    let stats = m.gc_stats();
+    assert_eq!(stats.runs, 2);
+    assert_eq!(stats.total_blobs_removed, 2);
+}
+
+#[tokio::test]
+async fn expired_leases_protect_nothing_and_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(&dir);
+    LeaseManager::create(
+        &m,
+        "ns",
+        "old",
+        labels(&[("containerd.io/gc.expire", "2001-01-01T00:00:00Z")]),
+    )
+    .await
+    .unwrap();
+    LeaseManager::create(
+        &m,
+        "ns",
+        "new",
+        labels(&[("containerd.io/gc.expire", "2999-01-01T00:00:00+02:00")]),
+    )
+    .await
+    .unwrap();
+    let a = put(&m, "ns", b"under-old", BTreeMap::new(), Some("old")).await;
+    let b = put(&m, "ns", b"under-new", BTreeMap::new(), Some("new")).await;
+    let r = m.collect_garbage().unwrap();
+    assert_eq!(r.leases_expired, 1);
+    assert!(!m.blobs().contains(&a));
+    assert!(m.blobs().contains(&b));
+    let ids: Vec<String> = LeaseManager::list(&m, "ns", &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(ids, vec!["new"]);
+    assert_eq!(
+        LeaseManager::create(
+            &m,
+            "ns",
+            "bad",
+            labels(&[("containerd.io/gc.expire", "soon")])
+        )
+        .await
+        .unwrap_err()
+        .kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[tokio::test]
+async fn flat_lease_keeps_only_its_own_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(&dir);
+    LeaseManager::create(&m, "ns", "flat", labels(&[("containerd.io/gc.flat", "")]))
+        .await
+        .unwrap();
+    let child = put(&m, "ns", b"child", BTreeMap::new(), None).await;
+    let parent = put(
+        &m,
+        "ns",
+        b"parent",
+        labels(&[("containerd.io/gc.ref.content.0", &child.to_string())]),
+        Some("flat"),
+    )
+    .await;
+    m.collect_garbage().unwrap();
+    assert!(m.blobs().contains(&parent));
+    assert!(!m.blobs().contains(&child));
+}
+
+#[tokio::test]
+async fn database_and_uuid_persist_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (uuid, d) = {
+        let m = open(&dir);
+        (
+            m.uuid().to_string(),
+            put(&m, "ns", b"kept", labels(&[("k", "v")]), None).await,
+        )
+    };
+    let m = open(&dir);
+    assert_eq!(m.uuid(), uuid);
+    assert_eq!(
+        m.info("ns", &d).await.unwrap().labels,
+        labels(&[("k", "v")])
+    );
+}
+
+#[tokio::test]
+async fn scheduler_collects_after_a_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(&dir);
+    let d = put(
+        &m,
+        "ns",
+        b"to-delete",
+        labels(&[("containerd.io/gc.root", "x")]),
+        None,
+    )
+    .await;
+    let sched = tokio::spawn(m.clone().run_gc_scheduler(berth_metadata::gc::GcConfig {
+        startup_delay: std::time::Duration::ZERO,
+        ..Default::default()
+    }));
+    ContentStore::delete(&m, "ns", &d).await.unwrap();
+    let mut gone = false;
+    for _ in 0..100 {
+        if !m.blobs().contains(&d) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    sched.abort();
+    assert!(gone, "blob still on disk 2s after its record was deleted");
+}
