@@ -28,5 +28,5 @@ mod leases;
 mod namespaces;
 
 pub use content::MetaWriter;
-pub use db::Metadata;
+pub use db::{Metadata, SCHEMA_VERSION};
 pub use error::MetadataError;

@@ -1,0 +1,134 @@
+//! berthd's TOML configuration. Every field is optional; command-line flags override the file.
+//!
+//! ```toml
+//! root = "/var/lib/berth"
+//! state = "/run/berth"
+//!
+//! [grpc]
+//! address = "/run/berth/berthd.sock"
+//! gid = 0                 # group owning the socket (mode 0660)
+//!
+//! [debug]
+//! level = "info"          # tracing filter, e.g. "debug" or "berth_metadata=debug"
+//! format = "text"         # or "json"
+//!
+//! [gc]
+//! schedule_interval = "10m"
+//! schedule_delay = "0s"
+//! startup_delay = "100ms"
+//! pause_threshold = 0.02
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG: &str = "/etc/berth/config.toml";
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+pub const DEFAULT_STATE: &str = "/run/berth";
+pub const DEFAULT_ADDRESS: &str = "/run/berth/berthd.sock";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Config file format version (accepted for containerd familiarity; only 1 and 2 are known).
+    pub version: Option<u32>,
+    pub root: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    #[serde(default)]
+    pub grpc: Grpc,
+    #[serde(default)]
+    pub debug: Debug,
+    #[serde(default)]
+    pub gc: Gc,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grpc {
+    pub address: Option<PathBuf>,
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Debug {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gc {
+    pub schedule_interval: Option<String>,
+    pub schedule_delay: Option<String>,
+    pub startup_delay: Option<String>,
+    pub pause_threshold: Option<f64>,
+}
+
+impl Config {
+    /// Load `path`; a missing file is an empty config only when it is the default path.
+    pub fn load(path: &Path, explicit: bool) -> anyhow::Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default())
+            }
+            Err(e) => return Err(e).with_context(|| format!("read config {}", path.display())),
+        };
+        let cfg: Config =
+            toml::from_str(&text).with_context(|| format!("parse config {}", path.display()))?;
+        if let Some(v) = cfg.version {
+            anyhow::ensure!(v <= 2, "config {}: unsupported version {v}", path.display());
+        }
+        Ok(cfg)
+    }
+
+    /// The collector's schedule from the `[gc]` table.
+    pub fn gc_config(&self) -> anyhow::Result<berth_metadata::gc::GcConfig> {
+        let mut c = berth_metadata::gc::GcConfig::default();
+        let dur = |name: &str, v: &Option<String>, into: &mut Duration| -> anyhow::Result<()> {
+            if let Some(s) = v {
+                *into = humantime::parse_duration(s)
+                    .with_context(|| format!("config gc.{name} {s:?}"))?;
+            }
+            Ok(())
+        };
+        dur("schedule_interval", &self.gc.schedule_interval, &mut c.schedule_interval)?;
+        dur("schedule_delay", &self.gc.schedule_delay, &mut c.schedule_delay)?;
+        dur("startup_delay", &self.gc.startup_delay, &mut c.startup_delay)?;
+        if let Some(p) = self.gc.pause_threshold {
+            c.pause_threshold = p;
+        }
+        anyhow::ensure!(
+            c.schedule_interval > Duration::ZERO,
+            "config gc.schedule_interval must be positive"
+        );
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_config_and_rejects_unknown_keys() {
+        let cfg: Config = toml::from_str(
+            "root = \"/r\"\n[grpc]\naddress = \"/s.sock\"\n[gc]\nschedule_interval = \"1m\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.root.as_deref(), Some(Path::new("/r")));
+        assert_eq!(cfg.gc_config().unwrap().schedule_interval, Duration::from_secs(60));
+        assert!(toml::from_str::<Config>("rooot = \"/r\"").is_err());
+    }
+
+    #[test]
+    fn missing_default_config_is_empty_but_missing_explicit_is_an_error() {
+        let p = Path::new("/nonexistent/berth/config.toml");
+        assert!(Config::load(p, false).unwrap().root.is_none());
+        assert!(Config::load(p, true).is_err());
+    }
+}

@@ -1,0 +1,235 @@
+//! Start-up, serving and shutdown of berthd.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use berth_api::content::content_server::ContentServer;
+use berth_api::events_service::events_server::EventsServer;
+use berth_api::introspection::introspection_server::IntrospectionServer;
+use berth_api::leases::leases_server::LeasesServer;
+use berth_api::namespaces::namespaces_server::NamespacesServer;
+use berth_api::version::version_server::VersionServer;
+use berth_content::LocalStore;
+use berth_metadata::Metadata;
+use berth_services::content::ContentService;
+use berth_services::events::EventsService;
+use berth_services::introspection::IntrospectionService;
+use berth_services::leases::LeasesService;
+use berth_services::namespaces::NamespacesService;
+use berth_services::version::VersionService;
+use berth_services::{Exchange, Plugin, PluginRegistry};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::config::{self, Config};
+use crate::Args;
+
+/// Largest gRPC message accepted or sent (containerd's default is 16 MiB).
+const MAX_MESSAGE: usize = 16 << 20;
+
+pub fn init_logging(args: &Args, cfg: &Config) -> anyhow::Result<()> {
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| cfg.debug.level.clone())
+        .or_else(|| std::env::var("BERTH_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .with_context(|| format!("log level {level:?}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.debug.format.as_deref() {
+        Some("json") => builder.json().init(),
+        Some("text") | None => builder.init(),
+        Some(other) => anyhow::bail!("config debug.format {other:?}: want \"text\" or \"json\""),
+    }
+    Ok(())
+}
+
+fn mkdir(path: &Path, mode: u32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).with_context(|| format!("create {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}
+
+/// Bind the socket: refuse if a live berthd answers on it, remove it if it is stale.
+fn bind(address: &Path, gid: Option<u32>) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = address.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    }
+    if address.exists() {
+        match std::os::unix::net::UnixStream::connect(address) {
+            Ok(_) => anyhow::bail!(
+                "another daemon is serving {}: refusing to start",
+                address.display()
+            ),
+            Err(_) => {
+                tracing::warn!(address = %address.display(), "removing stale socket");
+                std::fs::remove_file(address)
+                    .with_context(|| format!("remove stale socket {}", address.display()))?;
+            }
+        }
+    }
+    let listener =
+        UnixListener::bind(address).with_context(|| format!("listen on {}", address.display()))?;
+    std::fs::set_permissions(address, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", address.display()))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(address, None, Some(gid))
+            .with_context(|| format!("chown {} to gid {gid}", address.display()))?;
+    }
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, "shutting down");
+}
+
+fn gc_exports(meta: &Metadata) -> std::collections::HashMap<String, String> {
+    let s = meta.gc_stats();
+    let mut m = std::collections::HashMap::new();
+    m.insert("runs".into(), s.runs.to_string());
+    m.insert(
+        "last_run".into(),
+        s.last_run
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_default(),
+    );
+    m.insert(
+        "last_pause_us".into(),
+        s.last.duration.as_micros().to_string(),
+    );
+    m.insert(
+        "content_removed_total".into(),
+        s.total_content_removed.to_string(),
+    );
+    m.insert("blobs_removed_total".into(), s.total_blobs_removed.to_string());
+    m.insert(
+        "leases_expired_total".into(),
+        s.total_leases_expired.to_string(),
+    );
+    m
+}
+
+pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let root = args
+        .root
+        .clone()
+        .or(cfg.root.clone())
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_ROOT));
+    let state = args
+        .state
+        .clone()
+        .or(cfg.state.clone())
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_STATE));
+    let address = args
+        .address
+        .clone()
+        .or(cfg.grpc.address.clone())
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_ADDRESS));
+    let gc_config = cfg.gc_config()?;
+    mkdir(&root, 0o711)?;
+    mkdir(&state, 0o711)?;
+
+    let content_root = root.join("io.containerd.content.v1.content");
+    let db_path = root.join("io.containerd.metadata.v1.redb").join("meta.redb");
+    let blobs = LocalStore::open(&content_root).context("open content store")?;
+    let meta = Metadata::open(&db_path, blobs).map_err(|e| {
+        anyhow::anyhow!("open metadata {}: {e} (is another berthd using this root?)", db_path.display())
+    })?;
+    let listener = bind(&address, cfg.grpc.gid)?;
+
+    let exchange = Exchange::new();
+    let mut registry = PluginRegistry::default();
+    registry.register(Plugin::new("io.containerd.event.v1", "exchange", &[]));
+    registry.register(
+        Plugin::new("io.containerd.content.v1", "content", &[])
+            .export("root", content_root.display().to_string()),
+    );
+    registry.register(
+        Plugin::new("io.containerd.metadata.v1", "redb", &["io.containerd.content.v1"])
+            .export("path", db_path.display().to_string())
+            .export("schema", berth_metadata::SCHEMA_VERSION.to_string()),
+    );
+    let m2 = meta.clone();
+    registry.register(
+        Plugin::new("io.containerd.gc.v1", "scheduler", &["io.containerd.metadata.v1"])
+            .exports_with(Arc::new(move || gc_exports(&m2))),
+    );
+    registry.register(Plugin::new(
+        "io.containerd.lease.v1",
+        "manager",
+        &["io.containerd.metadata.v1"],
+    ));
+    for (id, requires) in [
+        ("content", &["io.containerd.content.v1", "io.containerd.metadata.v1"][..]),
+        ("events", &["io.containerd.event.v1"][..]),
+        ("introspection", &[][..]),
+        ("leases", &["io.containerd.lease.v1"][..]),
+        ("namespaces", &["io.containerd.metadata.v1"][..]),
+        ("version", &[][..]),
+    ] {
+        registry.register(Plugin::new("io.containerd.grpc.v1", id, requires));
+    }
+
+    let store = Arc::new(meta.clone());
+    let gc_task = tokio::spawn(meta.clone().run_gc_scheduler(gc_config));
+
+    macro_rules! limits {
+        ($svc:expr) => {
+            $svc.max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE)
+        };
+    }
+    let router = tonic::transport::Server::builder()
+        .add_service(limits!(VersionServer::new(VersionService {
+            version: format!("v{}", env!("CARGO_PKG_VERSION")),
+            revision: env!("BERTH_REVISION").to_string(),
+        })))
+        .add_service(limits!(NamespacesServer::new(NamespacesService {
+            store: store.clone(),
+            exchange: exchange.clone(),
+        })))
+        .add_service(limits!(ContentServer::new(ContentService {
+            store: store.clone(),
+            exchange: exchange.clone(),
+        })))
+        .add_service(limits!(LeasesServer::new(LeasesService {
+            leases: store.clone(),
+        })))
+        .add_service(limits!(EventsServer::new(EventsService {
+            exchange: exchange.clone(),
+        })))
+        .add_service(limits!(IntrospectionServer::new(IntrospectionService {
+            registry,
+            uuid: meta.uuid().to_string(),
+        })));
+
+    tracing::info!(
+        address = %address.display(),
+        root = %root.display(),
+        state = %state.display(),
+        startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "berthd ready, serving"
+    );
+    let served = router
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
+        .await;
+    gc_task.abort();
+    let _ = std::fs::remove_file(&address);
+    served.context("serve gRPC")?;
+    tracing::info!("stopped");
+    Ok(())
+}

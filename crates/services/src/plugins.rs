@@ -1,0 +1,100 @@
+//! Plugins as data: what berthd is made of, listed by the Introspection service as containerd
+//! lists its plugins (`ctr plugins ls`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use berth_core::filters::Adaptor;
+
+/// A function giving a plugin's current exports (e.g. the collector's figures).
+pub type ExportsFn = Arc<dyn Fn() -> HashMap<String, String> + Send + Sync>;
+
+/// One registered plugin: its type (`io.containerd.grpc.v1`), id (`content`), what it requires,
+/// and the values it exports.
+#[derive(Clone)]
+pub struct Plugin {
+    pub kind: String,
+    pub id: String,
+    pub requires: Vec<String>,
+    pub capabilities: Vec<String>,
+    pub exports: HashMap<String, String>,
+    pub dynamic_exports: Option<ExportsFn>,
+    /// Set when the plugin failed to start; `ctr plugins ls` shows it as `error`.
+    pub init_error: Option<String>,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// A plugin of `kind` and `id` requiring the plugin types `requires`.
+    pub fn new(kind: &str, id: &str, requires: &[&str]) -> Plugin {
+        Plugin {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            requires: requires.iter().map(|s| s.to_string()).collect(),
+            capabilities: Vec::new(),
+            exports: HashMap::new(),
+            dynamic_exports: None,
+            init_error: None,
+        }
+    }
+
+    /// Add a static export.
+    pub fn export(mut self, key: &str, value: impl Into<String>) -> Plugin {
+        self.exports.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Add exports computed when the plugin is listed.
+    pub fn exports_with(mut self, f: ExportsFn) -> Plugin {
+        self.dynamic_exports = Some(f);
+        self
+    }
+
+    /// Every export, static and dynamic.
+    pub fn all_exports(&self) -> HashMap<String, String> {
+        let mut e = self.exports.clone();
+        if let Some(f) = &self.dynamic_exports {
+            e.extend(f());
+        }
+        e
+    }
+}
+
+impl Adaptor for Plugin {
+    fn field(&self, fieldpath: &[String]) -> Option<String> {
+        let v = match fieldpath.first().map(String::as_str)? {
+            "type" => self.kind.clone(),
+            "id" => self.id.clone(),
+            "capabilities" => self.capabilities.join(","),
+            _ => return None,
+        };
+        (!v.is_empty()).then_some(v)
+    }
+}
+
+/// The registry berthd fills at start-up, in initialisation order.
+#[derive(Debug, Clone, Default)]
+pub struct PluginRegistry {
+    plugins: Vec<Plugin>,
+}
+
+impl PluginRegistry {
+    /// Add a plugin.
+    pub fn register(&mut self, p: Plugin) {
+        self.plugins.push(p);
+    }
+
+    /// Every plugin, in registration order.
+    pub fn plugins(&self) -> &[Plugin] {
+        &self.plugins
+    }
+}
