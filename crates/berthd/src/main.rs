@@ -28,7 +28,14 @@ pub struct Args {
     pub log_level: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("berthd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let explicit = args.config.is_some();
     let path = args

@@ -29,6 +29,8 @@ use crate::Args;
 
 /// Largest gRPC message accepted or sent (containerd's default is 16 MiB).
 const MAX_MESSAGE: usize = 16 << 20;
+/// How long calls in flight may run on after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn init_logging(args: &Args, cfg: &Config) -> anyhow::Result<()> {
     let level = args
@@ -145,11 +147,15 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
 
     let content_root = root.join("io.containerd.content.v1.content");
     let db_path = root.join("io.containerd.metadata.v1.redb").join("meta.redb");
+    let listener = bind(&address, cfg.grpc.gid)?;
     let blobs = LocalStore::open(&content_root).context("open content store")?;
     let meta = Metadata::open(&db_path, blobs).map_err(|e| {
-        anyhow::anyhow!("open metadata {}: {e} (is another berthd using this root?)", db_path.display())
+        let _ = std::fs::remove_file(&address);
+        anyhow::anyhow!(
+            "open metadata {}: {e} (is another berthd using this root?)",
+            db_path.display()
+        )
     })?;
-    let listener = bind(&address, cfg.grpc.gid)?;
 
     let exchange = Exchange::new();
     let mut registry = PluginRegistry::default();
@@ -224,9 +230,27 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "berthd ready, serving"
     );
-    let served = router
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
-        .await;
+    // On a signal, stop accepting and let calls in flight finish, but do not wait on streams
+    // that never end (event subscriptions): after the grace period berthd exits regardless.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+        shutdown_signal().await;
+        let _ = stop_tx.send(());
+    });
+    let grace = async {
+        if stop_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let served = tokio::select! {
+        r = serve => r,
+        _ = grace => {
+            tracing::info!("grace period over, closing remaining streams");
+            Ok(())
+        }
+    };
     gc_task.abort();
     let _ = std::fs::remove_file(&address);
     served.context("serve gRPC")?;

@@ -7,16 +7,15 @@ use crate::error::{Error, Result};
 
 const MAX_LENGTH: usize = 76;
 
-/// Check that `s` is a valid identifier; `what` names it in the error (`"namespace"`, `"lease"`).
-pub fn validate(what: &str, s: &str) -> Result<()> {
+/// Check that `s` is a valid identifier. The messages are containerd's, word for word, so
+/// clients see the same errors from berthd as from containerd.
+pub fn validate(s: &str) -> Result<()> {
     if s.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "{what} identifier must not be empty"
-        )));
+        return Err(Error::invalid_argument("identifier must not be empty"));
     }
     if s.len() > MAX_LENGTH {
         return Err(Error::invalid_argument(format!(
-            "{what} identifier {s:?} greater than maximum length ({MAX_LENGTH} characters)"
+            "identifier {s:?} greater than maximum length ({MAX_LENGTH} characters)"
         )));
     }
     let bytes = s.as_bytes();
@@ -28,7 +27,7 @@ pub fn validate(what: &str, s: &str) -> Result<()> {
         && !bytes.windows(2).any(|w| sep(w[0]) && sep(w[1]));
     if !ok {
         return Err(Error::invalid_argument(format!(
-            "{what} identifier {s:?} must match [A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*"
+            "identifier {s:?} must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$"
         )));
     }
     Ok(())
@@ -48,14 +47,14 @@ mod tests {
             "a-b.c_d",
             &"x".repeat(76),
         ] {
-            validate("namespace", ok).unwrap();
+            validate(ok).unwrap();
         }
     }
 
     #[test]
     fn rejects_bad_identifiers() {
         for bad in ["", "-a", "a-", "a..b", "a/b", "a b", "ü", &"x".repeat(77)] {
-            assert!(validate("namespace", bad).is_err(), "{bad:?}");
+            assert!(validate(bad).is_err(), "{bad:?}");
         }
     }
 }

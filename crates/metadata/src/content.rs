@@ -222,7 +222,7 @@ impl ContentStore for Metadata {
     }
 
     async fn writer(&self, ns: &str, options: WriterOptions) -> berth_core::Result<MetaWriter> {
-        identifiers::validate("namespace", ns)?;
+        identifiers::validate(ns)?;
         if options.reference.is_empty() {
             return Err(ContentError::EmptyRef.into());
         }

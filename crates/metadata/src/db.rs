@@ -163,7 +163,7 @@ impl Metadata {
 /// Insert the namespace record if it is missing: writing any object into a namespace creates it,
 /// as in containerd.
 pub(crate) fn ensure_namespace(txn: &redb::WriteTransaction, ns: &str) -> Result<()> {
-    berth_core::identifiers::validate("namespace", ns)?;
+    berth_core::identifiers::validate(ns)?;
     let mut t = txn.open_table(NAMESPACES)?;
     if t.get(ns)?.is_none() {
         t.insert(ns, encode(&NamespaceRecord::default()).as_slice())?;

@@ -3,11 +3,11 @@ use berth_core::{Digest, ErrorKind};
 /// Failures of the metadata layer.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
-    #[error("namespace {0}: not found")]
+    #[error("namespace {0:?}: not found")]
     NamespaceNotFound(String),
-    #[error("namespace {0}: already exists")]
+    #[error("namespace {0:?}: already exists")]
     NamespaceExists(String),
-    #[error("namespace {name} must be empty, but it still has {left}: failed precondition")]
+    #[error("namespace {name:?} must be empty, but it still has {left}: failed precondition")]
     NamespaceNotEmpty { name: String, left: String },
     #[error("content digest {0}: not found")]
     ContentNotFound(Digest),

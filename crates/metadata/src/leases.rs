@@ -45,7 +45,7 @@ pub(crate) fn remove_lease(txn: &redb::WriteTransaction, ns: &str, id: &str) -> 
 
 impl Metadata {
     fn lease_create(&self, ns: &str, id: &str, labels: BTreeMap<String, String>) -> Result<Lease> {
-        identifiers::validate("lease", id)?;
+        identifiers::validate(id)?;
         labels::validate_all(&labels)?;
         if let Some(exp) = labels.get(labels::GC_EXPIRE) {
             if crate::gc::parse_rfc3339(exp).is_none() {

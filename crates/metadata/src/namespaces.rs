@@ -11,7 +11,7 @@ use crate::error::{MetadataError, Result};
 
 impl Metadata {
     fn ns_create(&self, name: &str, labels: BTreeMap<String, String>) -> Result<()> {
-        identifiers::validate("namespace", name)?;
+        identifiers::validate(name)?;
         labels::validate_all(&labels)?;
         let txn = self.inner.db.begin_write()?;
         {
@@ -76,7 +76,7 @@ impl Metadata {
             }
             let mut left = Vec::new();
             if !keys_in_ns(&txn.open_table(CONTENT)?, name)?.is_empty() {
-                left.push("content");
+                left.push("blobs");
             }
             if !keys_in_ns(&txn.open_table(LEASES)?, name)?.is_empty() {
                 left.push("leases");

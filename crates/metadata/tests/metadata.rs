@@ -72,7 +72,7 @@ async fn namespaces_create_label_list_delete() {
     assert_eq!(names, vec!["one", "two"]);
     let err = NamespaceStore::delete(&m, "two").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
-    assert!(err.to_string().contains("content"), "{err}");
+    assert!(err.to_string().contains("blobs"), "{err}");
     ContentStore::delete(&m, "two", &d).await.unwrap();
     NamespaceStore::delete(&m, "two").unwrap();
     NamespaceStore::delete(&m, "one").unwrap();

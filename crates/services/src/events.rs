@@ -125,7 +125,7 @@ impl Events for EventsService {
             .envelope
             .ok_or_else(|| tonic::Status::invalid_argument("envelope must not be empty"))?;
         validate_topic(&env.topic).grpc()?;
-        berth_core::identifiers::validate("namespace", &env.namespace).grpc()?;
+        berth_core::identifiers::validate(&env.namespace).grpc()?;
         self.exchange.forward(env);
         Ok(tonic::Response::new(()))
     }

@@ -22,6 +22,12 @@ pub struct NamespacesService<S> {
     pub exchange: Exchange,
 }
 
+/// Namespace events go out in the caller's namespace, as containerd publishes them; a caller
+/// without one gets them in the namespace concerned.
+fn event_namespace<T>(req: &tonic::Request<T>) -> Option<String> {
+    crate::request::namespace(req).ok()
+}
+
 fn msg(name: String, labels: BTreeMap<String, String>) -> Namespace {
     Namespace {
         name,
@@ -57,6 +63,7 @@ impl<S: NamespaceStore + 'static> Namespaces for NamespacesService<S> {
         &self,
         req: tonic::Request<CreateNamespaceRequest>,
     ) -> GrpcResult<CreateNamespaceResponse> {
+        let from = event_namespace(&req);
         let ns = req
             .into_inner()
             .namespace
@@ -64,7 +71,7 @@ impl<S: NamespaceStore + 'static> Namespaces for NamespacesService<S> {
         let labels: BTreeMap<_, _> = ns.labels.into_iter().collect();
         self.store.create(&ns.name, labels.clone()).grpc()?;
         self.exchange.publish(
-            &ns.name,
+            from.as_deref().unwrap_or(&ns.name),
             "/namespaces/create",
             &NamespaceCreate {
                 name: ns.name.clone(),
@@ -80,6 +87,7 @@ impl<S: NamespaceStore + 'static> Namespaces for NamespacesService<S> {
         &self,
         req: tonic::Request<UpdateNamespaceRequest>,
     ) -> GrpcResult<UpdateNamespaceResponse> {
+        let from = event_namespace(&req);
         let req = req.into_inner();
         let ns = req
             .namespace
@@ -90,7 +98,7 @@ impl<S: NamespaceStore + 'static> Namespaces for NamespacesService<S> {
             .update(&ns.name, ns.labels.into_iter().collect(), &paths)
             .grpc()?;
         self.exchange.publish(
-            &ns.name,
+            from.as_deref().unwrap_or(&ns.name),
             "/namespaces/update",
             &NamespaceUpdate {
                 name: ns.name.clone(),
@@ -105,8 +113,12 @@ impl<S: NamespaceStore + 'static> Namespaces for NamespacesService<S> {
     async fn delete(&self, req: tonic::Request<DeleteNamespaceRequest>) -> GrpcResult<()> {
         let name = req.into_inner().name;
         self.store.delete(&name).grpc()?;
-        self.exchange
-            .publish(&name, "/namespaces/delete", &NamespaceDelete { name: name.clone() });
+        // containerd publishes the deletion in the deleted namespace itself.
+        self.exchange.publish(
+            &name,
+            "/namespaces/delete",
+            &NamespaceDelete { name: name.clone() },
+        );
         Ok(tonic::Response::new(()))
     }
 }

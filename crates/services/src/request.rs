@@ -17,7 +17,7 @@ pub fn namespace<T>(req: &Request<T>) -> Result<String, Status> {
     if ns.is_empty() {
         return Err(Status::failed_precondition("namespace is required"));
     }
-    identifiers::validate("namespace", ns).map_err(crate::status::to_status)?;
+    identifiers::validate(ns).map_err(crate::status::to_status)?;
     Ok(ns.to_string())
 }
 
