@@ -96,9 +96,21 @@ impl Config {
             }
             Ok(())
         };
-        dur("schedule_interval", &self.gc.schedule_interval, &mut c.schedule_interval)?;
-        dur("schedule_delay", &self.gc.schedule_delay, &mut c.schedule_delay)?;
-        dur("startup_delay", &self.gc.startup_delay, &mut c.startup_delay)?;
+        dur(
+            "schedule_interval",
+            &self.gc.schedule_interval,
+            &mut c.schedule_interval,
+        )?;
+        dur(
+            "schedule_delay",
+            &self.gc.schedule_delay,
+            &mut c.schedule_delay,
+        )?;
+        dur(
+            "startup_delay",
+            &self.gc.startup_delay,
+            &mut c.startup_delay,
+        )?;
         if let Some(p) = self.gc.pause_threshold {
             c.pause_threshold = p;
         }
@@ -121,7 +133,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.root.as_deref(), Some(Path::new("/r")));
-        assert_eq!(cfg.gc_config().unwrap().schedule_interval, Duration::from_secs(60));
+        assert_eq!(
+            cfg.gc_config().unwrap().schedule_interval,
+            Duration::from_secs(60)
+        );
         assert!(toml::from_str::<Config>("rooot = \"/r\"").is_err());
     }
 

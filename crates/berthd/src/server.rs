@@ -116,7 +116,10 @@ fn gc_exports(meta: &Metadata) -> std::collections::HashMap<String, String> {
         "content_removed_total".into(),
         s.total_content_removed.to_string(),
     );
-    m.insert("blobs_removed_total".into(), s.total_blobs_removed.to_string());
+    m.insert(
+        "blobs_removed_total".into(),
+        s.total_blobs_removed.to_string(),
+    );
     m.insert(
         "leases_expired_total".into(),
         s.total_leases_expired.to_string(),
@@ -146,7 +149,9 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
     mkdir(&state, 0o711)?;
 
     let content_root = root.join("io.containerd.content.v1.content");
-    let db_path = root.join("io.containerd.metadata.v1.redb").join("meta.redb");
+    let db_path = root
+        .join("io.containerd.metadata.v1.redb")
+        .join("meta.redb");
     let listener = bind(&address, cfg.grpc.gid)?;
     let blobs = LocalStore::open(&content_root).context("open content store")?;
     let meta = Metadata::open(&db_path, blobs).map_err(|e| {
@@ -165,14 +170,22 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
             .export("root", content_root.display().to_string()),
     );
     registry.register(
-        Plugin::new("io.containerd.metadata.v1", "redb", &["io.containerd.content.v1"])
-            .export("path", db_path.display().to_string())
-            .export("schema", berth_metadata::SCHEMA_VERSION.to_string()),
+        Plugin::new(
+            "io.containerd.metadata.v1",
+            "redb",
+            &["io.containerd.content.v1"],
+        )
+        .export("path", db_path.display().to_string())
+        .export("schema", berth_metadata::SCHEMA_VERSION.to_string()),
     );
     let m2 = meta.clone();
     registry.register(
-        Plugin::new("io.containerd.gc.v1", "scheduler", &["io.containerd.metadata.v1"])
-            .exports_with(Arc::new(move || gc_exports(&m2))),
+        Plugin::new(
+            "io.containerd.gc.v1",
+            "scheduler",
+            &["io.containerd.metadata.v1"],
+        )
+        .exports_with(Arc::new(move || gc_exports(&m2))),
     );
     registry.register(Plugin::new(
         "io.containerd.lease.v1",
@@ -180,7 +193,10 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         &["io.containerd.metadata.v1"],
     ));
     for (id, requires) in [
-        ("content", &["io.containerd.content.v1", "io.containerd.metadata.v1"][..]),
+        (
+            "content",
+            &["io.containerd.content.v1", "io.containerd.metadata.v1"][..],
+        ),
         ("events", &["io.containerd.event.v1"][..]),
         ("introspection", &[][..]),
         ("leases", &["io.containerd.lease.v1"][..]),

@@ -107,7 +107,11 @@ impl<S: ContentStore + 'static> Content for ContentService<S> {
 
     async fn list(&self, req: tonic::Request<ListContentRequest>) -> GrpcResult<Self::ListStream> {
         let ns = namespace(&req)?;
-        let infos = self.store.list(&ns, &req.into_inner().filters).await.grpc()?;
+        let infos = self
+            .store
+            .list(&ns, &req.into_inner().filters)
+            .await
+            .grpc()?;
         let batches: Vec<Result<ListContentResponse, tonic::Status>> = infos
             .chunks(LIST_BATCH)
             .map(|c| {
@@ -177,7 +181,11 @@ impl<S: ContentStore + 'static> Content for ContentService<S> {
 
     async fn status(&self, req: tonic::Request<StatusRequest>) -> GrpcResult<StatusResponse> {
         let ns = namespace(&req)?;
-        let s = self.store.status(&ns, &req.into_inner().r#ref).await.grpc()?;
+        let s = self
+            .store
+            .status(&ns, &req.into_inner().r#ref)
+            .await
+            .grpc()?;
         Ok(tonic::Response::new(StatusResponse {
             status: Some(status_msg(s)),
         }))
@@ -209,10 +217,16 @@ impl<S: ContentStore + 'static> Content for ContentService<S> {
         let mut incoming = req.into_inner();
         let first = match incoming.message().await? {
             Some(m) => m,
-            None => return Err(tonic::Status::invalid_argument("first message must have a reference")),
+            None => {
+                return Err(tonic::Status::invalid_argument(
+                    "first message must have a reference",
+                ))
+            }
         };
         if first.r#ref.is_empty() {
-            return Err(tonic::Status::invalid_argument("first message must have a reference"));
+            return Err(tonic::Status::invalid_argument(
+                "first message must have a reference",
+            ));
         }
         // Open (and lock) the writer before answering, so a refused open is the call's status.
         let writer = self
@@ -242,7 +256,10 @@ impl<S: ContentStore + 'static> Content for ContentService<S> {
 
     async fn abort(&self, req: tonic::Request<AbortRequest>) -> GrpcResult<()> {
         let ns = namespace(&req)?;
-        self.store.abort(&ns, &req.into_inner().r#ref).await.grpc()?;
+        self.store
+            .abort(&ns, &req.into_inner().r#ref)
+            .await
+            .grpc()?;
         Ok(tonic::Response::new(()))
     }
 }
@@ -280,14 +297,18 @@ impl<S: ContentStore + 'static> WriteSession<S> {
         }
     }
 
-    async fn handle(&mut self, req: WriteContentRequest) -> Result<WriteContentResponse, tonic::Status> {
+    async fn handle(
+        &mut self,
+        req: WriteContentRequest,
+    ) -> Result<WriteContentResponse, tonic::Status> {
         let Some(writer) = self.writer.as_mut() else {
             return Err(tonic::Status::failed_precondition(
                 "content write stream already committed",
             ));
         };
-        let action = WriteAction::try_from(req.action)
-            .map_err(|_| tonic::Status::invalid_argument(format!("unknown write action {}", req.action)))?;
+        let action = WriteAction::try_from(req.action).map_err(|_| {
+            tonic::Status::invalid_argument(format!("unknown write action {}", req.action))
+        })?;
         let ws = writer.status().await.grpc()?;
         let mut resp = WriteContentResponse {
             action: req.action,

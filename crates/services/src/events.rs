@@ -151,11 +151,25 @@ mod tests {
     async fn subscribers_see_matching_events_only() {
         let ex = Exchange::new();
         let mut sub = Box::pin(ex.subscribe(Filter::parse("topic~=/namespaces/").unwrap()));
-        ex.publish("a", "/content/delete", &berth_api::events::ContentDelete { digest: "x".into() });
-        ex.publish("a", "/namespaces/create", &NamespaceCreate { name: "n".into(), labels: Default::default() });
+        ex.publish(
+            "a",
+            "/content/delete",
+            &berth_api::events::ContentDelete { digest: "x".into() },
+        );
+        ex.publish(
+            "a",
+            "/namespaces/create",
+            &NamespaceCreate {
+                name: "n".into(),
+                labels: Default::default(),
+            },
+        );
         let env = sub.next().await.unwrap();
         assert_eq!(env.topic, "/namespaces/create");
-        assert_eq!(env.event.unwrap().type_url, "containerd.events.NamespaceCreate");
+        assert_eq!(
+            env.event.unwrap().type_url,
+            "containerd.events.NamespaceCreate"
+        );
     }
 
     #[test]

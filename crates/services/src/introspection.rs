@@ -38,7 +38,10 @@ fn pid_namespace() -> u64 {
         .ok()
         .and_then(|p| {
             let s = p.to_string_lossy().into_owned();
-            s.trim_start_matches("pid:[").trim_end_matches(']').parse().ok()
+            s.trim_start_matches("pid:[")
+                .trim_end_matches(']')
+                .parse()
+                .ok()
         })
         .unwrap_or(0)
 }
@@ -63,11 +66,14 @@ impl Introspection for IntrospectionService {
                 },
                 exports: p.all_exports(),
                 capabilities: p.capabilities.clone(),
-                init_err: p.init_error.as_ref().map(|m| berth_api::google::rpc::Status {
-                    code: tonic::Code::Unknown as i32,
-                    message: m.clone(),
-                    details: Vec::new(),
-                }),
+                init_err: p
+                    .init_error
+                    .as_ref()
+                    .map(|m| berth_api::google::rpc::Status {
+                        code: tonic::Code::Unknown as i32,
+                        message: m.clone(),
+                        details: Vec::new(),
+                    }),
             })
             .collect();
         Ok(tonic::Response::new(PluginsResponse { plugins }))

@@ -77,7 +77,11 @@ impl<L: LeaseManager + 'static> Leases for LeasesService<L> {
 
     async fn list(&self, req: tonic::Request<ListRequest>) -> GrpcResult<ListResponse> {
         let ns = namespace(&req)?;
-        let leases = self.leases.list(&ns, &req.into_inner().filters).await.grpc()?;
+        let leases = self
+            .leases
+            .list(&ns, &req.into_inner().filters)
+            .await
+            .grpc()?;
         Ok(tonic::Response::new(ListResponse {
             leases: leases.into_iter().map(lease_msg).collect(),
         }))

@@ -37,7 +37,10 @@ fn msg(name: String, labels: BTreeMap<String, String>) -> Namespace {
 
 #[tonic::async_trait]
 impl<S: NamespaceStore + 'static> Namespaces for NamespacesService<S> {
-    async fn get(&self, req: tonic::Request<GetNamespaceRequest>) -> GrpcResult<GetNamespaceResponse> {
+    async fn get(
+        &self,
+        req: tonic::Request<GetNamespaceRequest>,
+    ) -> GrpcResult<GetNamespaceResponse> {
         let name = req.into_inner().name;
         let labels = self.store.get(&name).grpc()?;
         Ok(tonic::Response::new(GetNamespaceResponse {

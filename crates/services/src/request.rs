@@ -37,14 +37,23 @@ mod tests {
     #[test]
     fn namespace_header_is_required_and_validated() {
         let req = Request::new(());
-        assert_eq!(namespace(&req).unwrap_err().code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            namespace(&req).unwrap_err().code(),
+            tonic::Code::FailedPrecondition
+        );
         let mut req = Request::new(());
-        req.metadata_mut().insert(GRPC_HEADER, "k8s.io".parse().unwrap());
-        req.metadata_mut().insert(LEASE_HEADER, "l1".parse().unwrap());
+        req.metadata_mut()
+            .insert(GRPC_HEADER, "k8s.io".parse().unwrap());
+        req.metadata_mut()
+            .insert(LEASE_HEADER, "l1".parse().unwrap());
         assert_eq!(namespace(&req).unwrap(), "k8s.io");
         assert_eq!(lease(&req).as_deref(), Some("l1"));
         let mut req = Request::new(());
-        req.metadata_mut().insert(GRPC_HEADER, "no/slash".parse().unwrap());
-        assert_eq!(namespace(&req).unwrap_err().code(), tonic::Code::InvalidArgument);
+        req.metadata_mut()
+            .insert(GRPC_HEADER, "no/slash".parse().unwrap());
+        assert_eq!(
+            namespace(&req).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
     }
 }

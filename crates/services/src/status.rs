@@ -54,7 +54,10 @@ mod tests {
         let s = to_status(Error::not_found("content digest sha256:x"));
         assert_eq!(s.code(), Code::NotFound);
         assert_eq!(s.message(), "content digest sha256:x: not found");
-        assert_eq!(code(ErrorKind::FailedPrecondition), Code::FailedPrecondition);
+        assert_eq!(
+            code(ErrorKind::FailedPrecondition),
+            Code::FailedPrecondition
+        );
         assert_eq!(code(ErrorKind::NotImplemented), Code::Unimplemented);
     }
 }

@@ -40,7 +40,10 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let exe = std::env::current_exe().expect("current exe");
-            exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf()
         });
     let p = dir.join(name);
     assert!(
@@ -184,7 +187,11 @@ pub struct Containerd {
 impl Containerd {
     /// Start containerd, or None (with the reason printed) when it is not installed.
     pub fn start() -> Option<Containerd> {
-        if Command::new("containerd").arg("--version").output().is_err() {
+        if Command::new("containerd")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!("containerd not installed: side-by-side comparison skipped");
             return None;
         }
@@ -251,7 +258,9 @@ pub fn ctr(address: &Path, ns: &str, args: &[&str], stdin: Option<&[u8]>) -> Out
         Stdio::null()
     });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn ctr (is the containerd package installed?)");
+    let mut child = cmd
+        .spawn()
+        .expect("spawn ctr (is the containerd package installed?)");
     if let Some(data) = stdin {
         child
             .stdin

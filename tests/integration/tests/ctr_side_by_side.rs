@@ -24,7 +24,11 @@ fn same(b: &Path, c: Option<&Path>, ns: &str, args: &[&str], stdin: Option<&[u8]
         String::from_utf8_lossy(&ob.stdout).into_owned(),
         String::from_utf8_lossy(&oc.stdout).into_owned(),
     );
-    assert_eq!(normalize(&sb), normalize(&sc), "ctr {args:?} stdout differs");
+    assert_eq!(
+        normalize(&sb),
+        normalize(&sc),
+        "ctr {args:?} stdout differs"
+    );
     if !ob.status.success() {
         let (eb, ec) = (
             String::from_utf8_lossy(&ob.stderr).into_owned(),
@@ -66,7 +70,10 @@ fn version_and_plugins() {
         "io.containerd.grpc.v1 introspection - ok",
         "io.containerd.grpc.v1 version - ok",
     ] {
-        assert!(rows.iter().any(|r| r == want), "missing {want:?} in {rows:#?}");
+        assert!(
+            rows.iter().any(|r| r == want),
+            "missing {want:?} in {rows:#?}"
+        );
     }
     let grpc = ok(
         b.ctr("default", &["plugins", "ls", "type==io.containerd.grpc.v1"]),
@@ -90,24 +97,60 @@ fn namespaces_like_containerd() {
     let c = Containerd::start();
     let (ba, ca) = (b.address(), c.as_ref().map(|c| c.address()));
     let ca = ca.as_deref();
-    same(&ba, ca, "default", &["namespaces", "create", "itns", "a=1"], None);
-    same(&ba, ca, "default", &["namespaces", "label", "itns", "b=2"], None);
+    same(
+        &ba,
+        ca,
+        "default",
+        &["namespaces", "create", "itns", "a=1"],
+        None,
+    );
+    same(
+        &ba,
+        ca,
+        "default",
+        &["namespaces", "label", "itns", "b=2"],
+        None,
+    );
     same(&ba, ca, "default", &["namespaces", "create", "other"], None);
     let ls = same(&ba, ca, "default", &["namespaces", "ls"], None);
     assert_eq!(normalize(&ls), vec!["NAME LABELS", "itns a=1,b=2", "other"]);
     same(&ba, ca, "default", &["namespaces", "ls", "-q"], None);
-    same(&ba, ca, "default", &["namespaces", "label", "itns", "a="], None);
+    same(
+        &ba,
+        ca,
+        "default",
+        &["namespaces", "label", "itns", "a="],
+        None,
+    );
     let ls = same(&ba, ca, "default", &["namespaces", "ls"], None);
     assert_eq!(normalize(&ls), vec!["NAME LABELS", "itns b=2", "other"]);
     same(&ba, ca, "default", &["namespaces", "create", "itns"], None);
-    same(&ba, ca, "default", &["namespaces", "create", "bad/name"], None);
+    same(
+        &ba,
+        ca,
+        "default",
+        &["namespaces", "create", "bad/name"],
+        None,
+    );
     // A namespace holding content cannot be removed.
-    same(&ba, ca, "itns", &["content", "ingest", "r"], Some(b"in itns"));
+    same(
+        &ba,
+        ca,
+        "itns",
+        &["content", "ingest", "r"],
+        Some(b"in itns"),
+    );
     let err = same(&ba, ca, "default", &["namespaces", "rm", "itns"], None);
     assert!(err.contains("must be empty"), "{err}");
     let d = "sha256:".to_string() + &sha256_hex(b"in itns");
     same(&ba, ca, "itns", &["content", "rm", &d], None);
-    same(&ba, ca, "default", &["namespaces", "rm", "itns", "other"], None);
+    same(
+        &ba,
+        ca,
+        "default",
+        &["namespaces", "rm", "itns", "other"],
+        None,
+    );
     same(&ba, ca, "default", &["namespaces", "rm", "itns"], None);
     same(&ba, ca, "default", &["namespaces", "ls"], None);
 }
@@ -127,7 +170,13 @@ fn content_like_containerd() {
     let ca = ca.as_deref();
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let d = format!("sha256:{}", sha256_hex(&data));
-    same(&ba, ca, "default", &["content", "ingest", "ref-1"], Some(&data));
+    same(
+        &ba,
+        ca,
+        "default",
+        &["content", "ingest", "ref-1"],
+        Some(&data),
+    );
     let ls = same(&ba, ca, "default", &["content", "ls"], None);
     assert!(ls.contains(&d), "{ls}");
     assert!(normalize(&ls)[1].contains(" 3MB "), "{ls}");
@@ -135,11 +184,29 @@ fn content_like_containerd() {
     let got = b.ctr("default", &["content", "get", &d]);
     assert!(got.status.success());
     assert!(got.stdout == data, "content get returned other bytes");
-    same(&ba, ca, "default", &["content", "label", &d, "foo=bar", "x.y=z"], None);
+    same(
+        &ba,
+        ca,
+        "default",
+        &["content", "label", &d, "foo=bar", "x.y=z"],
+        None,
+    );
     same(&ba, ca, "default", &["content", "ls"], None);
-    let f = same(&ba, ca, "default", &["content", "ls", "labels.foo==bar"], None);
+    let f = same(
+        &ba,
+        ca,
+        "default",
+        &["content", "ls", "labels.foo==bar"],
+        None,
+    );
     assert_eq!(normalize(&f).len(), 2, "{f}");
-    let f = same(&ba, ca, "default", &["content", "ls", "labels.foo==nope"], None);
+    let f = same(
+        &ba,
+        ca,
+        "default",
+        &["content", "ls", "labels.foo==nope"],
+        None,
+    );
     assert_eq!(normalize(&f).len(), 1, "{f}");
     same(&ba, ca, "default", &["content", "label", &d, "foo="], None);
     same(&ba, ca, "default", &["content", "ls", "-q"], None);
@@ -158,10 +225,17 @@ fn content_like_containerd() {
     assert!(err.contains("unexpected commit digest"), "{err}");
     // Deliberate difference: containerd keeps the failed ingest around; berthd keeps nothing
     // (the issue asks that a rejected commit leave nothing behind).
-    let active = ok(b.ctr("default", &["content", "active"]), "ctr content active");
+    let active = ok(
+        b.ctr("default", &["content", "active"]),
+        "ctr content active",
+    );
     assert_eq!(normalize(&active), vec!["REF SIZE AGE"], "{active}");
     let ingest_dir = b.root().join("io.containerd.content.v1.content/ingest");
-    assert_eq!(std::fs::read_dir(&ingest_dir).unwrap().count(), 0, "ingest left on disk");
+    assert_eq!(
+        std::fs::read_dir(&ingest_dir).unwrap().count(),
+        0,
+        "ingest left on disk"
+    );
     same(&ba, ca, "default", &["content", "rm", &d], None);
     same(&ba, ca, "default", &["content", "ls"], None);
     same(&ba, ca, "default", &["content", "get", &d], None);
@@ -177,9 +251,21 @@ fn leases_like_containerd() {
     let c = Containerd::start();
     let (ba, ca) = (b.address(), c.as_ref().map(|c| c.address()));
     let ca = ca.as_deref();
-    let out = same(&ba, ca, "default", &["leases", "create", "--id", "lid", "a=b"], None);
+    let out = same(
+        &ba,
+        ca,
+        "default",
+        &["leases", "create", "--id", "lid", "a=b"],
+        None,
+    );
     assert_eq!(out.trim(), "lid");
-    same(&ba, ca, "default", &["leases", "create", "--id", "l2", "--expires", "1h"], None);
+    same(
+        &ba,
+        ca,
+        "default",
+        &["leases", "create", "--id", "l2", "--expires", "1h"],
+        None,
+    );
     let ls = same(&ba, ca, "default", &["leases", "ls"], None);
     assert_eq!(
         normalize(&ls),
@@ -191,7 +277,13 @@ fn leases_like_containerd() {
     );
     same(&ba, ca, "default", &["leases", "ls", "-q"], None);
     same(&ba, ca, "default", &["leases", "ls", "id==l2"], None);
-    same(&ba, ca, "default", &["leases", "create", "--id", "lid"], None);
+    same(
+        &ba,
+        ca,
+        "default",
+        &["leases", "create", "--id", "lid"],
+        None,
+    );
     same(&ba, ca, "default", &["leases", "rm", "lid", "l2"], None);
     same(&ba, ca, "default", &["leases", "rm", "lid"], None);
     same(&ba, ca, "default", &["leases", "ls"], None);
@@ -219,12 +311,37 @@ fn events_seen_by_another_ctr() {
             .spawn()
             .expect("spawn ctr events");
         std::thread::sleep(std::time::Duration::from_millis(500));
-        ok(ctr(address, "default", &["namespaces", "create", "evt"], None), "ns create");
-        ok(ctr(address, "default", &["namespaces", "label", "evt", "k=v"], None), "ns label");
-        ok(ctr(address, "evt", &["content", "ingest", "r"], Some(b"event bytes")), "ingest");
+        ok(
+            ctr(address, "default", &["namespaces", "create", "evt"], None),
+            "ns create",
+        );
+        ok(
+            ctr(
+                address,
+                "default",
+                &["namespaces", "label", "evt", "k=v"],
+                None,
+            ),
+            "ns label",
+        );
+        ok(
+            ctr(
+                address,
+                "evt",
+                &["content", "ingest", "r"],
+                Some(b"event bytes"),
+            ),
+            "ingest",
+        );
         let d = format!("sha256:{}", sha256_hex(b"event bytes"));
-        ok(ctr(address, "evt", &["content", "rm", &d], None), "content rm");
-        ok(ctr(address, "default", &["namespaces", "rm", "evt"], None), "ns rm");
+        ok(
+            ctr(address, "evt", &["content", "rm", &d], None),
+            "content rm",
+        );
+        ok(
+            ctr(address, "default", &["namespaces", "rm", "evt"], None),
+            "ns rm",
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
         let _ = sub.kill();
         let out = sub.wait_with_output().expect("ctr events output");

@@ -1,0 +1,306 @@
+//! `berth`: the command-line client of berthd, in the manner of `ctr` and `nerdctl`.
+//!
+//! It talks containerd's v1 gRPC API over a unix socket, so it also works against containerd.
+
+mod content;
+mod lease;
+mod namespace;
+mod output;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use tonic::transport::Channel;
+
+/// Command-line client for berthd, the containerd-compatible daemon.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, propagate_version = true)]
+struct Cli {
+    /// Address of the daemon's socket.
+    #[arg(
+        short = 'a',
+        long,
+        global = true,
+        env = "BERTH_ADDRESS",
+        default_value = "/run/berth/berthd.sock"
+    )]
+    address: PathBuf,
+    /// Namespace to work in.
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        env = "BERTH_NAMESPACE",
+        default_value = "default"
+    )]
+    namespace: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How listings are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns with a header.
+    Table,
+    /// One JSON array of objects.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the client and server versions.
+    Version,
+    /// Manage namespaces.
+    #[command(alias = "ns", alias = "namespaces")]
+    Namespace {
+        #[command(subcommand)]
+        command: namespace::Command,
+    },
+    /// Manage content: blobs and ingests.
+    Content {
+        #[command(subcommand)]
+        command: content::Command,
+    },
+    /// Manage leases.
+    #[command(alias = "leases")]
+    Lease {
+        #[command(subcommand)]
+        command: lease::Command,
+    },
+}
+
+/// What every command needs: where the daemon is, the namespace, the output format.
+#[derive(Debug)]
+pub struct Ctx {
+    address: PathBuf,
+    /// The namespace from `--namespace`.
+    pub namespace: String,
+    /// The output format from `--format`.
+    pub format: Format,
+}
+
+impl Ctx {
+    /// Connect to the daemon.
+    pub async fn channel(&self) -> Result<Channel> {
+        Ok(berth_client::connect(&self.address).await?)
+    }
+}
+
+/// An error already reported on stderr: the process exits 1 without printing more.
+#[derive(Debug)]
+pub struct AlreadyReported;
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("errors were reported")
+    }
+}
+
+impl std::error::Error for AlreadyReported {}
+
+/// Print an error the way berth prints every error.
+pub fn report(e: &anyhow::Error) {
+    eprintln!("berth: {e:#}");
+}
+
+/// Run `op` on each of `items`, printing each item that succeeded on stdout and each failure on
+/// stderr; fails (already reported) when any did.
+pub async fn for_each_reporting<F, Fut>(items: &[String], mut op: F) -> Result<()>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut failed = false;
+    for item in items {
+        match op(item.clone()).await {
+            Ok(()) => output::print_lines([item])?,
+            Err(e) => {
+                report(&e);
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Err(AlreadyReported.into());
+    }
+    Ok(())
+}
+
+/// Parse `key=value` arguments into labels; `key` alone (or `key=`) gives an empty value.
+pub fn parse_labels(args: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for arg in args {
+        let (k, v) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
+        if k.is_empty() {
+            bail!("invalid label {arg:?}: empty key");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
+}
+
+/// The field paths and labels of a label update: `labels.<key>` for each argument, with the keys
+/// whose value is empty left out of the labels (so the server removes them).
+pub fn label_update(args: &[String]) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+    let parsed = parse_labels(args)?;
+    let paths = parsed.keys().map(|k| format!("labels.{k}")).collect();
+    let labels = parsed.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    Ok((labels, paths))
+}
+
+#[derive(Debug, Serialize)]
+struct VersionJson {
+    client: ClientVersion,
+    server: ServerVersionJson,
+}
+
+#[derive(Debug, Serialize)]
+struct ClientVersion {
+    version: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerVersionJson {
+    version: String,
+    revision: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uuid: Option<String>,
+}
+
+async fn version(ctx: &Ctx) -> Result<()> {
+    let client = env!("CARGO_PKG_VERSION");
+    if ctx.format == Format::Table {
+        output::print_raw(&format!("Client:\n  Version:  {client}\n\n"))?;
+    }
+    let channel = ctx.channel().await?;
+    let server = berth_client::server_version(channel.clone()).await?;
+    // The UUID is a bonus: older servers (and containerd 1.x) may not answer.
+    let uuid = berth_client::server_uuid(channel)
+        .await
+        .ok()
+        .filter(|u| !u.is_empty());
+    match ctx.format {
+        Format::Table => {
+            let mut text = format!(
+                "Server:\n  Version:  {}\n  Revision: {}\n",
+                server.version, server.revision
+            );
+            if let Some(uuid) = &uuid {
+                text.push_str(&format!("  UUID:     {uuid}\n"));
+            }
+            output::print_raw(&text)
+        }
+        Format::Json => {
+            let v = VersionJson {
+                client: ClientVersion { version: client },
+                server: ServerVersionJson {
+                    version: server.version,
+                    revision: server.revision,
+                    uuid,
+                },
+            };
+            output::print_raw(&format!("{}\n", serde_json::to_string_pretty(&v)?))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let ctx = Ctx {
+        address: cli.address,
+        namespace: cli.namespace,
+        format: cli.format,
+    };
+    match cli.command {
+        Command::Version => version(&ctx).await,
+        Command::Namespace { command } => namespace::run(&ctx, command).await,
+        Command::Content { command } => content::run(&ctx, command).await,
+        Command::Lease { command } => lease::run(&ctx, command).await,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !e.is::<AlreadyReported>() && !is_broken_pipe(&e) {
+                report(&e);
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn labels_parse_with_empty_values() {
+        let l = parse_labels(&args(&["a=1", "b=", "c", "d=x=y"])).unwrap();
+        assert_eq!(l["a"], "1");
+        assert_eq!(l["b"], "");
+        assert_eq!(l["c"], "");
+        assert_eq!(l["d"], "x=y");
+        assert!(parse_labels(&args(&["=v"])).is_err());
+    }
+
+    #[test]
+    fn label_update_removes_empty_values() {
+        let (labels, paths) = label_update(&args(&["keep=1", "drop="])).unwrap();
+        assert_eq!(paths, vec!["labels.drop", "labels.keep"]);
+        assert_eq!(labels.len(), 1);
+        assert_eq!(labels["keep"], "1");
+    }
+
+    #[test]
+    fn globals_parse_anywhere() {
+        let cli = Cli::try_parse_from([
+            "berth",
+            "content",
+            "ls",
+            "-n",
+            "other",
+            "--format",
+            "json",
+            "--address",
+            "/tmp/x.sock",
+        ])
+        .unwrap();
+        assert_eq!(cli.namespace, "other");
+        assert_eq!(cli.format, Format::Json);
+        assert_eq!(cli.address, PathBuf::from("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn namespace_alias_works() {
+        let cli = Cli::try_parse_from(["berth", "ns", "ls"]).unwrap();
+        assert!(matches!(cli.command, Command::Namespace { .. }));
+    }
+}
