@@ -16,38 +16,15 @@ pub mod content;
 #[macro_export]
 macro_rules! content_store_suite {
     ($setup:path) => {
-        $crate::content_store_suite!(@cases $setup;
-            write_commit_info_read,
-            wrong_digest_is_rejected_and_leaves_nothing,
-            wrong_size_is_rejected,
-            ingest_resumes_at_its_offset,
-            truncate_restarts_an_ingest,
-            second_writer_on_a_ref_is_refused,
-            writer_for_existing_digest_reports_already_exists,
-            committing_existing_content_reports_already_exists,
-            labels_update_with_field_masks,
-            list_applies_filters,
-            delete_removes_from_the_namespace,
-            namespaces_are_isolated,
-            abort_discards_an_ingest,
-            reads_are_bounded,
-            statuses_list_and_filter,
-            large_blob_round_trips,
-        );
+        $crate::content_store_suite!(@list plain $setup);
     };
-    (@cases $setup:path; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let (store, _guard) = $setup().await;
-                $crate::content::$case(&store).await;
-            }
-        )*
-    };
-    // `optional $setup`: the setup returns `Option<(store, guard)>`; `None` means the
-    // environment cannot host this store (the setup prints why) and the case is skipped.
+    // `optional $setup`: the setup takes the case name and returns `Option<(store, guard)>`;
+    // `None` means the environment cannot host this store (the setup prints why): the case skips.
     (optional $setup:path) => {
-        $crate::content_store_suite!(@optional_cases $setup;
+        $crate::content_store_suite!(@list optional $setup);
+    };
+    (@list $mode:ident $setup:path) => {
+        $crate::content_store_suite!(@cases $mode $setup;
             write_commit_info_read,
             wrong_digest_is_rejected_and_leaves_nothing,
             wrong_size_is_rejected,
@@ -66,15 +43,21 @@ macro_rules! content_store_suite {
             large_blob_round_trips,
         );
     };
-    (@optional_cases $setup:path; $($case:ident),* $(,)?) => {
+    (@cases $mode:ident $setup:path; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let Some((store, _guard)) = $setup(stringify!($case)).await else {
-                    return;
-                };
+                $crate::content_store_suite!(@store $mode $setup, $case; store, _guard);
                 $crate::content::$case(&store).await;
             }
         )*
+    };
+    (@store plain $setup:path, $case:ident; $store:ident, $guard:ident) => {
+        let ($store, $guard) = $setup().await;
+    };
+    (@store optional $setup:path, $case:ident; $store:ident, $guard:ident) => {
+        let Some(($store, $guard)) = $setup(stringify!($case)).await else {
+            return;
+        };
     };
 }
