@@ -14,6 +14,7 @@ pub mod digest;
 pub mod error;
 pub mod filters;
 pub mod identifiers;
+pub mod images;
 pub mod labels;
 pub mod leases;
 pub mod namespaces;

@@ -14,6 +14,7 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 pub(crate) const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 pub(crate) const CONTENT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("content");
 pub(crate) const LEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("leases");
+pub(crate) const IMAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("images");
 pub(crate) const LEASE_RESOURCES: TableDefinition<(&str, &str, &str, &str), ()> =
     TableDefinition::new("lease_resources");
 
@@ -130,6 +131,7 @@ impl Metadata {
             txn.open_table(CONTENT)?;
             txn.open_table(LEASES)?;
             txn.open_table(LEASE_RESOURCES)?;
+            txn.open_table(IMAGES)?;
         }
         txn.commit()?;
         Ok(Metadata {

@@ -17,6 +17,10 @@ pub enum MetadataError {
     LeaseNotFound(String),
     #[error("lease {0:?}: already exists")]
     LeaseExists(String),
+    #[error("image {0:?}: not found")]
+    ImageNotFound(String),
+    #[error("image {0:?}: already exists")]
+    ImageExists(String),
     #[error("metadata schema version {found} is newer than this berthd supports ({supported})")]
     SchemaTooNew { found: u32, supported: u32 },
     #[error("metadata record {key}: {reason}")]
@@ -35,10 +39,12 @@ impl MetadataError {
         match self {
             MetadataError::NamespaceNotFound(_)
             | MetadataError::ContentNotFound(_)
-            | MetadataError::LeaseNotFound(_) => ErrorKind::NotFound,
+            | MetadataError::LeaseNotFound(_)
+            | MetadataError::ImageNotFound(_) => ErrorKind::NotFound,
             MetadataError::NamespaceExists(_)
             | MetadataError::ContentExists(_)
-            | MetadataError::LeaseExists(_) => ErrorKind::AlreadyExists,
+            | MetadataError::LeaseExists(_)
+            | MetadataError::ImageExists(_) => ErrorKind::AlreadyExists,
             MetadataError::NamespaceNotEmpty { .. } => ErrorKind::FailedPrecondition,
             MetadataError::SchemaTooNew { .. }
             | MetadataError::Corrupt { .. }

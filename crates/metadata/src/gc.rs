@@ -1,7 +1,8 @@
 //! The garbage collector: mark from roots, sweep the rest, as containerd's `docs/garbage-collection.md`.
 //!
 //! **Roots** (per namespace): every lease that has not expired (its resources: content digests,
-//! ingests), and every content record labelled `containerd.io/gc.root`. **References**: a content
+//! ingests), every image that has not expired (its target, and content its labels reference), and
+//! every content record labelled `containerd.io/gc.root`. **References**: a content
 //! record's labels `containerd.io/gc.ref.content.*` name other blobs of the same namespace that it
 //! keeps alive. A lease labelled `containerd.io/gc.flat` keeps its resources but not what they
 //! reference. **Sweep**: content records not reached are removed; expired leases are removed;
@@ -19,7 +20,10 @@ use berth_core::{labels, Digest};
 use redb::ReadableTable;
 use serde::Serialize;
 
-use crate::db::{decode, ContentRecord, LeaseRecord, Metadata, CONTENT, LEASES, LEASE_RESOURCES};
+use crate::db::{
+    decode, ContentRecord, LeaseRecord, Metadata, CONTENT, IMAGES, LEASES, LEASE_RESOURCES,
+};
+use crate::images::ImageRecord;
 use crate::error::Result;
 use crate::leases::{remove_lease, resources_of};
 
@@ -90,15 +94,22 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
 }
 
 fn expired(rec: &LeaseRecord, now: SystemTime) -> bool {
-    rec.labels
-        .get(labels::GC_EXPIRE)
+    label_expired(&rec.labels, now)
+}
+
+fn label_expired(l: &BTreeMap<String, String>, now: SystemTime) -> bool {
+    l.get(labels::GC_EXPIRE)
         .and_then(|v| parse_rfc3339(v))
         .is_some_and(|t| t <= now)
 }
 
 fn content_refs(rec: &ContentRecord) -> impl Iterator<Item = String> + '_ {
-    rec.labels
-        .iter()
+    content_label_refs(&rec.labels)
+}
+
+/// Digests named by `containerd.io/gc.ref.content.*` labels.
+fn content_label_refs(l: &BTreeMap<String, String>) -> impl Iterator<Item = String> + '_ {
+    l.iter()
         .filter(|(k, _)| k.starts_with(labels::GC_REF_CONTENT_PREFIX))
         .filter_map(|(_, v)| Digest::parse(v).ok().map(|d| d.to_string()))
 }
@@ -153,6 +164,21 @@ impl Metadata {
                         roots.push_back((ns.to_string(), dgst.to_string()));
                     }
                     content.insert((ns.to_string(), dgst.to_string()), rec);
+                }
+            }
+            // Images: each one's target and the content its labels reference are roots, unless
+            // the image has expired (`containerd.io/gc.expire`).
+            {
+                let t = txn.open_table(IMAGES)?;
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    let (ns, name) = k.value();
+                    let rec: ImageRecord = decode(name, v.value())?;
+                    if label_expired(&rec.labels, now) {
+                        continue;
+                    }
+                    roots.push_back((ns.to_string(), rec.digest.clone()));
+                    roots.extend(content_label_refs(&rec.labels).map(|d| (ns.to_string(), d)));
                 }
             }
             // Mark: walk references from the roots; flat-leased content is kept but not walked.

@@ -14,6 +14,7 @@
 //! | `content`         | (namespace, digest)               | JSON `{size, created_at, updated_at, labels}` |
 //! | `leases`          | (namespace, lease id)             | JSON `{created_at, labels}`              |
 //! | `lease_resources` | (namespace, lease, kind, id)      | ()                                      |
+//! | `images`          | (namespace, name)                 | JSON `{media_type, digest, size, annotations, labels, created_at, updated_at}` |
 //!
 //! Times are nanoseconds since the Unix epoch. Architecture invariant: every change that touches
 //! more than one record is one redb write transaction, so a crash (even `kill -9`) leaves either all
@@ -24,6 +25,7 @@ mod content;
 mod db;
 mod error;
 pub mod gc;
+mod images;
 mod leases;
 mod namespaces;
 

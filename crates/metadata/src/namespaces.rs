@@ -5,7 +5,7 @@ use berth_core::{identifiers, labels};
 use redb::ReadableTable;
 
 use crate::db::{
-    decode, encode, keys_in_ns, Metadata, NamespaceRecord, CONTENT, LEASES, NAMESPACES,
+    decode, encode, keys_in_ns, Metadata, NamespaceRecord, CONTENT, IMAGES, LEASES, NAMESPACES,
 };
 use crate::error::{MetadataError, Result};
 
@@ -75,6 +75,9 @@ impl Metadata {
                 return Err(MetadataError::NamespaceNotFound(name.to_string()));
             }
             let mut left = Vec::new();
+            if !keys_in_ns(&txn.open_table(IMAGES)?, name)?.is_empty() {
+                left.push("images");
+            }
             if !keys_in_ns(&txn.open_table(CONTENT)?, name)?.is_empty() {
                 left.push("blobs");
             }

@@ -345,3 +345,133 @@ async fn scheduler_collects_after_a_deletion() {
     sched.abort();
     assert!(gone, "blob still on disk 2s after its record was deleted");
 }
+
+fn image(name: &str, target: &Digest, size: i64) -> berth_core::images::Image {
+    berth_core::images::Image {
+        name: name.to_string(),
+        labels: BTreeMap::new(),
+        target: berth_core::Descriptor {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: target.clone(),
+            size,
+            annotations: BTreeMap::new(),
+        },
+        created_at: std::time::SystemTime::UNIX_EPOCH,
+        updated_at: std::time::SystemTime::UNIX_EPOCH,
+    }
+}
+
+#[tokio::test]
+async fn images_create_get_list_update_delete() {
+    use berth_core::images::ImageStore;
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(&dir);
+    let d = Digest::sha256_of(b"manifest");
+    let mut img = image("docker.io/library/busybox:latest", &d, 8);
+    img.labels = labels(&[("a", "1"), ("b", "2")]);
+    let created = ImageStore::create(&m, "ns", img.clone()).await.unwrap();
+    assert!(created.created_at > std::time::SystemTime::UNIX_EPOCH);
+    let err = ImageStore::create(&m, "ns", img.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(
+        err.to_string(),
+        "image \"docker.io/library/busybox:latest\": already exists"
+    );
+    let mut bad = img.clone();
+    bad.name.clear();
+    assert_eq!(
+        ImageStore::create(&m, "ns", bad).await.unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    let mut zero = image("zero", &d, 0);
+    zero.target.size = 0;
+    assert_eq!(
+        ImageStore::create(&m, "ns", zero)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+
+    ImageStore::create(&m, "ns", image("other:1", &Digest::sha256_of(b"x"), 1))
+        .await
+        .unwrap();
+    let by_label = ImageStore::list(&m, "ns", &["labels.a==1".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(by_label.len(), 1);
+    let by_digest = ImageStore::list(&m, "ns", &[format!("target.digest=={d}")])
+        .await
+        .unwrap();
+    assert_eq!(by_digest[0].name, "docker.io/library/busybox:latest");
+    assert_eq!(ImageStore::list(&m, "ns", &[]).await.unwrap().len(), 2);
+    assert!(ImageStore::list(&m, "elsewhere", &[]).await.unwrap().is_empty());
+
+    // Update one label through a field path; the others stay.
+    let mut upd = img.clone();
+    upd.labels = labels(&[("a", "9")]);
+    let got = ImageStore::update(&m, "ns", upd.clone(), &["labels.a".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(got.labels, labels(&[("a", "9"), ("b", "2")]));
+    let err = ImageStore::update(&m, "ns", upd.clone(), &["name".to_string()])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    upd.target.digest = Digest::sha256_of(b"new");
+    let got = ImageStore::update(&m, "ns", upd, &["target".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(got.target.digest, Digest::sha256_of(b"new"));
+    assert_eq!(got.labels.get("b").map(String::as_str), Some("2"));
+
+    assert_eq!(
+        NamespaceStore::delete(&m, "ns").unwrap_err().to_string(),
+        "namespace \"ns\" must be empty, but it still has images: failed precondition"
+    );
+    ImageStore::delete(&m, "ns", "other:1").await.unwrap();
+    assert_eq!(
+        ImageStore::get(&m, "ns", "other:1").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn gc_keeps_what_an_image_references_until_it_is_deleted() {
+    use berth_core::images::ImageStore;
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(&dir);
+    let layer = put(&m, "ns", b"layer", BTreeMap::new(), None).await;
+    let config = put(&m, "ns", b"config", BTreeMap::new(), None).await;
+    let manifest = put(
+        &m,
+        "ns",
+        b"manifest",
+        labels(&[
+            ("containerd.io/gc.ref.content.config", &config.to_string()),
+            ("containerd.io/gc.ref.content.l.0", &layer.to_string()),
+        ]),
+        None,
+    )
+    .await;
+    let stray = put(&m, "ns", b"stray", BTreeMap::new(), None).await;
+    ImageStore::create(&m, "ns", image("img", &manifest, 8))
+        .await
+        .unwrap();
+    let r = m.collect_garbage().unwrap();
+    assert_eq!(r.content_removed, 1, "only the stray blob goes");
+    for d in [&layer, &config, &manifest] {
+        assert!(m.blobs().contains(d));
+    }
+    assert!(!m.blobs().contains(&stray));
+    // An expired image protects nothing.
+    let mut expired = image("img", &manifest, 8);
+    expired.labels = labels(&[("containerd.io/gc.expire", "2000-01-01T00:00:00Z")]);
+    ImageStore::update(&m, "ns", expired, &["labels".to_string()])
+        .await
+        .unwrap();
+    let r = m.collect_garbage().unwrap();
+    assert_eq!(r.content_removed, 3);
+    ImageStore::delete(&m, "ns", "img").await.unwrap();
+    assert!(m.blobs().walk().unwrap().is_empty());
+}
