@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use berth_api::content::content_server::ContentServer;
 use berth_api::events_service::events_server::EventsServer;
+use berth_api::images::images_server::ImagesServer;
 use berth_api::introspection::introspection_server::IntrospectionServer;
 use berth_api::leases::leases_server::LeasesServer;
 use berth_api::namespaces::namespaces_server::NamespacesServer;
@@ -16,6 +17,7 @@ use berth_content::LocalStore;
 use berth_metadata::Metadata;
 use berth_services::content::ContentService;
 use berth_services::events::EventsService;
+use berth_services::images::ImagesService;
 use berth_services::introspection::IntrospectionService;
 use berth_services::leases::LeasesService;
 use berth_services::namespaces::NamespacesService;
@@ -198,6 +200,7 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
             &["io.containerd.content.v1", "io.containerd.metadata.v1"][..],
         ),
         ("events", &["io.containerd.event.v1"][..]),
+        ("images", &["io.containerd.metadata.v1", "io.containerd.gc.v1"][..]),
         ("introspection", &[][..]),
         ("leases", &["io.containerd.lease.v1"][..]),
         ("namespaces", &["io.containerd.metadata.v1"][..]),
@@ -225,6 +228,10 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
             exchange: exchange.clone(),
         })))
         .add_service(limits!(ContentServer::new(ContentService {
+            store: store.clone(),
+            exchange: exchange.clone(),
+        })))
+        .add_service(limits!(ImagesServer::new(ImagesService {
             store: store.clone(),
             exchange: exchange.clone(),
         })))

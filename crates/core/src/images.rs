@@ -83,6 +83,8 @@ pub trait ImageStore: Send + Sync {
         image: Image,
         fieldpaths: &[String],
     ) -> impl Future<Output = Result<Image>> + Send;
-    /// Delete an image record; what it kept alive becomes garbage.
-    fn delete(&self, ns: &str, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Delete an image record; what it kept alive becomes garbage. With `sync`, garbage
+    /// collection has run before this returns.
+    fn delete(&self, ns: &str, name: &str, sync: bool)
+        -> impl Future<Output = Result<()>> + Send;
 }

@@ -184,7 +184,11 @@ impl ImageStore for Metadata {
         Ok(self.image_update(ns, image, fieldpaths)?)
     }
 
-    async fn delete(&self, ns: &str, name: &str) -> berth_core::Result<()> {
-        Ok(self.image_delete(ns, name)?)
+    async fn delete(&self, ns: &str, name: &str, sync: bool) -> berth_core::Result<()> {
+        self.image_delete(ns, name)?;
+        if sync {
+            self.collect_garbage_async().await?;
+        }
+        Ok(())
     }
 }

@@ -429,7 +429,7 @@ async fn images_create_get_list_update_delete() {
         NamespaceStore::delete(&m, "ns").unwrap_err().to_string(),
         "namespace \"ns\" must be empty, but it still has images: failed precondition"
     );
-    ImageStore::delete(&m, "ns", "other:1").await.unwrap();
+    ImageStore::delete(&m, "ns", "other:1", false).await.unwrap();
     assert_eq!(
         ImageStore::get(&m, "ns", "other:1").await.unwrap_err().kind(),
         ErrorKind::NotFound
@@ -472,6 +472,6 @@ async fn gc_keeps_what_an_image_references_until_it_is_deleted() {
         .unwrap();
     let r = m.collect_garbage().unwrap();
     assert_eq!(r.content_removed, 3);
-    ImageStore::delete(&m, "ns", "img").await.unwrap();
+    ImageStore::delete(&m, "ns", "img", true).await.unwrap();
     assert!(m.blobs().walk().unwrap().is_empty());
 }

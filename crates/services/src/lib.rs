@@ -9,6 +9,7 @@
 
 pub mod content;
 pub mod events;
+pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
