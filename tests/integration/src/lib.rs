@@ -4,6 +4,8 @@
 //! The tests run only when `BERTH_ROOT_TESTS=1` and the process is root; otherwise each test
 //! prints why it skipped and passes without checking anything (run them with `scripts/test`).
 
+pub mod registry;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -346,9 +348,7 @@ fn mask_times(t: &str) -> String {
             && b[i + 4] == b'-'
             && b[i + 10] == b'T'
         {
-            let end = t[i..]
-                .find(|c: char| c == ',' || c == ' ')
-                .map_or(t.len(), |e| i + e);
+            let end = t[i..].find([',', ' ']).map_or(t.len(), |e| i + e);
             out.push_str("TIME");
             i = end;
         } else {
