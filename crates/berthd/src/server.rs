@@ -200,7 +200,10 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
             &["io.containerd.content.v1", "io.containerd.metadata.v1"][..],
         ),
         ("events", &["io.containerd.event.v1"][..]),
-        ("images", &["io.containerd.metadata.v1", "io.containerd.gc.v1"][..]),
+        (
+            "images",
+            &["io.containerd.metadata.v1", "io.containerd.gc.v1"][..],
+        ),
         ("introspection", &[][..]),
         ("leases", &["io.containerd.lease.v1"][..]),
         ("namespaces", &["io.containerd.metadata.v1"][..]),

@@ -85,6 +85,5 @@ pub trait ImageStore: Send + Sync {
     ) -> impl Future<Output = Result<Image>> + Send;
     /// Delete an image record; what it kept alive becomes garbage. With `sync`, garbage
     /// collection has run before this returns.
-    fn delete(&self, ns: &str, name: &str, sync: bool)
-        -> impl Future<Output = Result<()>> + Send;
+    fn delete(&self, ns: &str, name: &str, sync: bool) -> impl Future<Output = Result<()>> + Send;
 }

@@ -4,7 +4,8 @@
 //! [`Digest`] and [`Descriptor`] (how content is named), [`Error`] and [`ErrorKind`] (how failures
 //! are classified, after containerd's `errdefs`), [`filters`] (containerd's filter syntax),
 //! [`identifiers`] (what a valid namespace or lease name is), and the store traits:
-//! [`content::ContentStore`], [`leases::LeaseManager`], [`namespaces::NamespaceStore`].
+//! [`content::ContentStore`], [`leases::LeaseManager`], [`namespaces::NamespaceStore`],
+//! [`snapshots::Snapshotter`] (with [`mount::Mount`], how a snapshot is assembled, as data).
 //!
 //! Architecture invariant: this crate knows nothing of gRPC, redb or syscalls. It is pure data
 //! and logic, so it can be tested without a daemon, a database or root.
@@ -17,7 +18,9 @@ pub mod identifiers;
 pub mod images;
 pub mod labels;
 pub mod leases;
+pub mod mount;
 pub mod namespaces;
+pub mod snapshots;
 
 pub use digest::{Descriptor, Digest, DigestAlgorithm, Digester};
 pub use error::{Error, ErrorKind, Result};

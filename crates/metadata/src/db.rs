@@ -15,6 +15,9 @@ pub(crate) const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new
 pub(crate) const CONTENT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("content");
 pub(crate) const LEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("leases");
 pub(crate) const IMAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("images");
+/// (namespace, snapshotter, key or name) → snapshot record.
+pub(crate) const SNAPSHOTS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("snapshots");
 pub(crate) const LEASE_RESOURCES: TableDefinition<(&str, &str, &str, &str), ()> =
     TableDefinition::new("lease_resources");
 
@@ -38,6 +41,11 @@ pub(crate) struct Inner {
     /// Woken when a deletion made garbage; the collector's scheduler waits on it.
     pub(crate) dirty: tokio::sync::Notify,
     uuid: String,
+    /// Snapshotter backends by name.
+    pub(crate) snapshotters: RwLock<BTreeMap<String, Arc<dyn crate::snapshots::DynSnapshotter>>>,
+    /// Held shared by snapshot operations from their backend call to their record, exclusively
+    /// by the sweep of backend snapshots that no record names.
+    pub(crate) snapshot_lock: tokio::sync::RwLock<()>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -132,6 +140,7 @@ impl Metadata {
             txn.open_table(LEASES)?;
             txn.open_table(LEASE_RESOURCES)?;
             txn.open_table(IMAGES)?;
+            txn.open_table(SNAPSHOTS)?;
         }
         txn.commit()?;
         Ok(Metadata {
@@ -142,6 +151,8 @@ impl Metadata {
                 gc_stats: Mutex::new(GcStats::default()),
                 dirty: tokio::sync::Notify::new(),
                 uuid,
+                snapshotters: RwLock::new(BTreeMap::new()),
+                snapshot_lock: tokio::sync::RwLock::new(()),
             }),
         })
     }

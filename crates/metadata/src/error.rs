@@ -21,6 +21,10 @@ pub enum MetadataError {
     ImageNotFound(String),
     #[error("image {0:?}: already exists")]
     ImageExists(String),
+    #[error("snapshot {0} does not exist: not found")]
+    SnapshotNotFound(String),
+    #[error("snapshot {0:?}: already exists")]
+    SnapshotExists(String),
     #[error("metadata schema version {found} is newer than this berthd supports ({supported})")]
     SchemaTooNew { found: u32, supported: u32 },
     #[error("metadata record {key}: {reason}")]
@@ -40,11 +44,13 @@ impl MetadataError {
             MetadataError::NamespaceNotFound(_)
             | MetadataError::ContentNotFound(_)
             | MetadataError::LeaseNotFound(_)
-            | MetadataError::ImageNotFound(_) => ErrorKind::NotFound,
+            | MetadataError::ImageNotFound(_)
+            | MetadataError::SnapshotNotFound(_) => ErrorKind::NotFound,
             MetadataError::NamespaceExists(_)
             | MetadataError::ContentExists(_)
             | MetadataError::LeaseExists(_)
-            | MetadataError::ImageExists(_) => ErrorKind::AlreadyExists,
+            | MetadataError::ImageExists(_)
+            | MetadataError::SnapshotExists(_) => ErrorKind::AlreadyExists,
             MetadataError::NamespaceNotEmpty { .. } => ErrorKind::FailedPrecondition,
             MetadataError::SchemaTooNew { .. }
             | MetadataError::Corrupt { .. }

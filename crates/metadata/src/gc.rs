@@ -1,12 +1,15 @@
 //! The garbage collector: mark from roots, sweep the rest, as containerd's `docs/garbage-collection.md`.
 //!
-//! **Roots** (per namespace): every lease that has not expired (its resources: content digests,
-//! ingests), every image that has not expired (its target, and content its labels reference), and
-//! every content record labelled `containerd.io/gc.root`. **References**: a content
-//! record's labels `containerd.io/gc.ref.content.*` name other blobs of the same namespace that it
-//! keeps alive. A lease labelled `containerd.io/gc.flat` keeps its resources but not what they
-//! reference. **Sweep**: content records not reached are removed; expired leases are removed;
-//! then blob files that no namespace records any more are deleted from disk.
+//! **Nodes** are content records (by digest) and snapshot records (by snapshotter and key), per
+//! namespace. **Roots**: every lease that has not expired (its resources, and what its labels
+//! reference), every image that has not expired (its target, and what its labels reference), and
+//! every record labelled `containerd.io/gc.root`. **References**: labels
+//! `containerd.io/gc.ref.content.*` name blobs and `containerd.io/gc.ref.snapshot.<snapshotter>`
+//! name snapshots of the same namespace; a snapshot references its parent. A lease labelled
+//! `containerd.io/gc.flat` keeps its resources (and a snapshot's parents) but not what they
+//! reference. **Sweep**: records not reached are removed, expired leases are removed, then blob
+//! files that no namespace records any more are deleted from disk, and backend snapshots that no
+//! record names are removed (leaves first).
 //!
 //! Collections run when a deletion made garbage (debounced so that collection pauses stay under
 //! `pause_threshold` of the time), on a fixed schedule, and synchronously when a client deletes a
@@ -22,10 +25,12 @@ use serde::Serialize;
 
 use crate::db::{
     decode, ContentRecord, LeaseRecord, Metadata, CONTENT, IMAGES, LEASES, LEASE_RESOURCES,
+    SNAPSHOTS,
 };
-use crate::images::ImageRecord;
 use crate::error::Result;
+use crate::images::ImageRecord;
 use crate::leases::{remove_lease, resources_of};
+use crate::snapshots::SnapshotRecord;
 
 /// What one collection did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -33,6 +38,7 @@ pub struct GcReport {
     pub content_removed: usize,
     pub leases_expired: usize,
     pub blobs_removed: usize,
+    pub snapshots_removed: usize,
     pub duration: Duration,
 }
 
@@ -45,6 +51,7 @@ pub struct GcStats {
     pub total_content_removed: u64,
     pub total_blobs_removed: u64,
     pub total_leases_expired: u64,
+    pub total_snapshots_removed: u64,
 }
 
 /// When collections run.
@@ -93,29 +100,39 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     }
 }
 
-fn expired(rec: &LeaseRecord, now: SystemTime) -> bool {
-    label_expired(&rec.labels, now)
-}
-
 fn label_expired(l: &BTreeMap<String, String>, now: SystemTime) -> bool {
     l.get(labels::GC_EXPIRE)
         .and_then(|v| parse_rfc3339(v))
         .is_some_and(|t| t <= now)
 }
 
-fn content_refs(rec: &ContentRecord) -> impl Iterator<Item = String> + '_ {
-    content_label_refs(&rec.labels)
+/// A node of the reference graph: (namespace, kind, id), kind `content` (id a digest) or
+/// `snapshots/<snapshotter>` (id a snapshot key or name), as lease resources name them.
+type Node = (String, String, String);
+
+/// The nodes that labels reference: `containerd.io/gc.ref.content[.*]` name digests and
+/// `containerd.io/gc.ref.snapshot.<snapshotter>[/*]` name snapshots of that snapshotter.
+fn label_refs<'a>(ns: &'a str, l: &'a BTreeMap<String, String>) -> impl Iterator<Item = Node> + 'a {
+    l.iter().filter_map(move |(k, v)| {
+        if k.starts_with(labels::GC_REF_CONTENT_PREFIX) {
+            let d = Digest::parse(v).ok()?;
+            Some((ns.to_string(), "content".to_string(), d.to_string()))
+        } else if let Some(rest) = k.strip_prefix(labels::GC_REF_SNAPSHOT_PREFIX) {
+            let sn = rest.split('/').next().filter(|s| !s.is_empty())?;
+            Some((ns.to_string(), format!("snapshots/{sn}"), v.clone()))
+        } else {
+            None
+        }
+    })
 }
 
-/// Digests named by `containerd.io/gc.ref.content.*` labels.
-fn content_label_refs(l: &BTreeMap<String, String>) -> impl Iterator<Item = String> + '_ {
-    l.iter()
-        .filter(|(k, _)| k.starts_with(labels::GC_REF_CONTENT_PREFIX))
-        .filter_map(|(_, v)| Digest::parse(v).ok().map(|d| d.to_string()))
+fn content_node(ns: &str, digest: &str) -> Node {
+    (ns.to_string(), "content".to_string(), digest.to_string())
 }
 
 impl Metadata {
-    /// Run one collection now (blocking).
+    /// Run one collection of records and blobs now (blocking). Backend snapshots that lost
+    /// their records are removed by [`Metadata::collect_garbage_async`], which also runs this.
     pub fn collect_garbage(&self) -> Result<GcReport> {
         let started = Instant::now();
         let _exclusive = self.inner.gc_lock.write().expect("gc lock poisoned");
@@ -123,7 +140,10 @@ impl Metadata {
         let mut report = GcReport::default();
         let txn = self.inner.db.begin_write()?;
         let referenced: BTreeSet<String> = {
-            // Leases: drop expired ones, gather the rest's content resources as roots.
+            let mut roots: VecDeque<Node> = VecDeque::new();
+            // Kept but not walked (resources of flat leases).
+            let mut marked: BTreeSet<Node> = BTreeSet::new();
+            // Leases: drop expired ones; the rest's resources and label references are roots.
             let leases: Vec<((String, String), LeaseRecord)> = {
                 let t = txn.open_table(LEASES)?;
                 let mut v = Vec::new();
@@ -134,40 +154,25 @@ impl Metadata {
                 }
                 v
             };
-            let mut roots: VecDeque<(String, String)> = VecDeque::new();
-            let mut marked: BTreeSet<(String, String)> = BTreeSet::new();
             for ((ns, id), rec) in &leases {
-                if expired(rec, now) {
+                if label_expired(&rec.labels, now) {
                     remove_lease(&txn, ns, id)?;
                     report.leases_expired += 1;
                     continue;
                 }
                 let flat = rec.labels.contains_key(labels::GC_FLAT);
                 let res = resources_of(&txn.open_table(LEASE_RESOURCES)?, ns, id)?;
-                for r in res.into_iter().filter(|r| r.kind == "content") {
+                for r in res.into_iter().filter(|r| r.kind != "ingests") {
+                    let node = (ns.clone(), r.kind, r.id);
                     if flat {
-                        marked.insert((ns.clone(), r.id));
+                        marked.insert(node);
                     } else {
-                        roots.push_back((ns.clone(), r.id));
+                        roots.push_back(node);
                     }
                 }
+                roots.extend(label_refs(ns, &rec.labels));
             }
-            // Content: load every record; gc.root labels are roots.
-            let mut content: BTreeMap<(String, String), ContentRecord> = BTreeMap::new();
-            {
-                let t = txn.open_table(CONTENT)?;
-                for e in t.iter()? {
-                    let (k, v) = e?;
-                    let (ns, dgst) = k.value();
-                    let rec: ContentRecord = decode(dgst, v.value())?;
-                    if rec.labels.contains_key(labels::GC_ROOT) {
-                        roots.push_back((ns.to_string(), dgst.to_string()));
-                    }
-                    content.insert((ns.to_string(), dgst.to_string()), rec);
-                }
-            }
-            // Images: each one's target and the content its labels reference are roots, unless
-            // the image has expired (`containerd.io/gc.expire`).
+            // Images: each one's target and what its labels reference, unless expired.
             {
                 let t = txn.open_table(IMAGES)?;
                 for e in t.iter()? {
@@ -177,30 +182,87 @@ impl Metadata {
                     if label_expired(&rec.labels, now) {
                         continue;
                     }
-                    roots.push_back((ns.to_string(), rec.digest.clone()));
-                    roots.extend(content_label_refs(&rec.labels).map(|d| (ns.to_string(), d)));
+                    roots.push_back(content_node(ns, &rec.digest));
+                    roots.extend(label_refs(ns, &rec.labels));
                 }
             }
-            // Mark: walk references from the roots; flat-leased content is kept but not walked.
-            let mut visited: BTreeSet<(String, String)> = BTreeSet::new();
+            // Every content and snapshot record with its outgoing references; gc.root ones are
+            // roots.
+            let mut edges: BTreeMap<Node, Vec<Node>> = BTreeMap::new();
+            {
+                let t = txn.open_table(CONTENT)?;
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    let (ns, dgst) = k.value();
+                    let rec: ContentRecord = decode(dgst, v.value())?;
+                    let node = content_node(ns, dgst);
+                    if rec.labels.contains_key(labels::GC_ROOT) {
+                        roots.push_back(node.clone());
+                    }
+                    edges.insert(node, label_refs(ns, &rec.labels).collect());
+                }
+            }
+            {
+                let t = txn.open_table(SNAPSHOTS)?;
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    let (ns, sn, key) = k.value();
+                    let rec: SnapshotRecord = decode(key, v.value())?;
+                    let kind = format!("snapshots/{sn}");
+                    let node = (ns.to_string(), kind.clone(), key.to_string());
+                    if rec.labels.contains_key(labels::GC_ROOT) {
+                        roots.push_back(node.clone());
+                    }
+                    let mut out: Vec<Node> = label_refs(ns, &rec.labels).collect();
+                    if let Some(p) = rec.parent {
+                        out.push((ns.to_string(), kind, p));
+                    }
+                    edges.insert(node, out);
+                }
+            }
+            // Mark.
+            let mut visited: BTreeSet<Node> = BTreeSet::new();
             while let Some(node) = roots.pop_front() {
-                if !visited.insert(node.clone()) {
+                if visited.contains(&node) {
                     continue;
                 }
-                if let Some(rec) = content.get(&node) {
-                    roots.extend(content_refs(rec).map(|r| (node.0.clone(), r)));
+                if let Some(out) = edges.get(&node) {
+                    roots.extend(out.iter().cloned());
                 }
+                visited.insert(node);
+            }
+            // Flat-leased snapshots still need their parents to exist.
+            let flat_parents: Vec<Node> = marked
+                .iter()
+                .flat_map(|n| edges.get(n).into_iter().flatten())
+                .filter(|n| n.1.starts_with("snapshots/"))
+                .cloned()
+                .collect();
+            let mut chain: VecDeque<Node> = flat_parents.into();
+            while let Some(n) = chain.pop_front() {
+                if let Some(out) = edges.get(&n) {
+                    chain.extend(out.iter().filter(|o| o.1 == n.1).cloned());
+                }
+                marked.insert(n);
             }
             marked.extend(visited);
             // Sweep records.
-            let mut t = txn.open_table(CONTENT)?;
+            let mut content = txn.open_table(CONTENT)?;
+            let mut snapshots = txn.open_table(SNAPSHOTS)?;
             let mut keep = BTreeSet::new();
-            for key in content.keys() {
-                if marked.contains(key) {
-                    keep.insert(key.1.clone());
-                } else {
-                    t.remove((key.0.as_str(), key.1.as_str()))?;
-                    report.content_removed += 1;
+            for node in edges.keys() {
+                let (ns, kind, id) = node;
+                if kind == "content" {
+                    if marked.contains(node) {
+                        keep.insert(id.clone());
+                    } else {
+                        content.remove((ns.as_str(), id.as_str()))?;
+                        report.content_removed += 1;
+                    }
+                } else if !marked.contains(node) {
+                    let sn = kind.trim_start_matches("snapshots/");
+                    snapshots.remove((ns.as_str(), sn, id.as_str()))?;
+                    report.snapshots_removed += 1;
                 }
             }
             keep
@@ -224,11 +286,13 @@ impl Metadata {
             stats.total_content_removed += report.content_removed as u64;
             stats.total_blobs_removed += report.blobs_removed as u64;
             stats.total_leases_expired += report.leases_expired as u64;
+            stats.total_snapshots_removed += report.snapshots_removed as u64;
         }
         tracing::info!(
             content_removed = report.content_removed,
             blobs_removed = report.blobs_removed,
             leases_expired = report.leases_expired,
+            snapshots_removed = report.snapshots_removed,
             duration_us = report.duration.as_micros() as u64,
             "garbage collected"
         );
@@ -238,10 +302,19 @@ impl Metadata {
     /// Run one collection on a blocking thread.
     pub async fn collect_garbage_async(&self) -> berth_core::Result<GcReport> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.collect_garbage())
+        let report = tokio::task::spawn_blocking(move || me.collect_garbage())
             .await
-            .map_err(|e| berth_core::Error::internal(format!("gc task: {e}")))?
-            .map_err(Into::into)
+            .map_err(|e| berth_core::Error::internal(format!("gc task: {e}")))??;
+        if report.snapshots_removed > 0 || !self.snapshotter_names().is_empty() {
+            let removed = self.sweep_snapshotters().await?;
+            if removed > 0 {
+                tracing::info!(
+                    backend_snapshots_removed = removed,
+                    "garbage collected snapshots"
+                );
+            }
+        }
+        Ok(report)
     }
 
     /// Totals of every collection so far.

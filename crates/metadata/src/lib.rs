@@ -14,6 +14,7 @@
 //! | `content`         | (namespace, digest)               | JSON `{size, created_at, updated_at, labels}` |
 //! | `leases`          | (namespace, lease id)             | JSON `{created_at, labels}`              |
 //! | `lease_resources` | (namespace, lease, kind, id)      | ()                                      |
+//! | `snapshots`       | (namespace, snapshotter, key)     | JSON `{kind, backend, parent, labels, created_at, updated_at}` |
 //! | `images`          | (namespace, name)                 | JSON `{media_type, digest, size, annotations, labels, created_at, updated_at}` |
 //!
 //! Times are nanoseconds since the Unix epoch. Architecture invariant: every change that touches
@@ -28,7 +29,9 @@ pub mod gc;
 mod images;
 mod leases;
 mod namespaces;
+pub mod snapshots;
 
 pub use content::MetaWriter;
 pub use db::{Metadata, SCHEMA_VERSION};
 pub use error::MetadataError;
+pub use snapshots::{DynSnapshotter, NamespacedSnapshotter};

@@ -386,10 +386,7 @@ async fn images_create_get_list_update_delete() {
     let mut zero = image("zero", &d, 0);
     zero.target.size = 0;
     assert_eq!(
-        ImageStore::create(&m, "ns", zero)
-            .await
-            .unwrap_err()
-            .kind(),
+        ImageStore::create(&m, "ns", zero).await.unwrap_err().kind(),
         ErrorKind::InvalidArgument
     );
 
@@ -405,7 +402,10 @@ async fn images_create_get_list_update_delete() {
         .unwrap();
     assert_eq!(by_digest[0].name, "docker.io/library/busybox:latest");
     assert_eq!(ImageStore::list(&m, "ns", &[]).await.unwrap().len(), 2);
-    assert!(ImageStore::list(&m, "elsewhere", &[]).await.unwrap().is_empty());
+    assert!(ImageStore::list(&m, "elsewhere", &[])
+        .await
+        .unwrap()
+        .is_empty());
 
     // Update one label through a field path; the others stay.
     let mut upd = img.clone();
@@ -429,9 +429,14 @@ async fn images_create_get_list_update_delete() {
         NamespaceStore::delete(&m, "ns").unwrap_err().to_string(),
         "namespace \"ns\" must be empty, but it still has images: failed precondition"
     );
-    ImageStore::delete(&m, "ns", "other:1", false).await.unwrap();
+    ImageStore::delete(&m, "ns", "other:1", false)
+        .await
+        .unwrap();
     assert_eq!(
-        ImageStore::get(&m, "ns", "other:1").await.unwrap_err().kind(),
+        ImageStore::get(&m, "ns", "other:1")
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::NotFound
     );
 }

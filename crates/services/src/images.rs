@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use berth_api::images::images_server::Images;
 use berth_api::services::v1::{
-    CreateImageRequest, CreateImageResponse, DeleteImageRequest, GetImageRequest,
-    GetImageResponse, Image as ImageMsg, ImageCreate, ImageDelete, ImageUpdate,
-    ListImagesRequest, ListImagesResponse, UpdateImageRequest, UpdateImageResponse,
+    CreateImageRequest, CreateImageResponse, DeleteImageRequest, GetImageRequest, GetImageResponse,
+    Image as ImageMsg, ImageCreate, ImageDelete, ImageUpdate, ListImagesRequest,
+    ListImagesResponse, UpdateImageRequest, UpdateImageResponse,
 };
 use berth_api::types::Descriptor as DescriptorMsg;
 use berth_core::images::{Image, ImageStore};
@@ -84,10 +84,7 @@ impl<S: ImageStore + 'static> Images for ImagesService<S> {
         }))
     }
 
-    async fn list(
-        &self,
-        req: tonic::Request<ListImagesRequest>,
-    ) -> GrpcResult<ListImagesResponse> {
+    async fn list(&self, req: tonic::Request<ListImagesRequest>) -> GrpcResult<ListImagesResponse> {
         let ns = namespace(&req)?;
         let images = self
             .store

@@ -15,6 +15,7 @@ pub mod leases;
 pub mod namespaces;
 pub mod plugins;
 pub mod request;
+pub mod snapshots;
 pub mod status;
 pub mod version;
 
