@@ -22,10 +22,12 @@ use tonic::transport::Channel;
 mod content;
 mod leases;
 mod namespaces;
+pub mod snapshots;
 
 pub use content::{RemoteContentStore, RemoteWriter};
 pub use leases::RemoteLeases;
 pub use namespaces::{server_uuid, server_version, RemoteNamespaces, ServerVersion};
+pub use snapshots::RemoteSnapshotter;
 
 /// The generated containerd API types and clients this crate is built on.
 pub use containerd_client as api;

@@ -8,6 +8,7 @@
 //! here, from the `containerd-namespace` header ([`request`]), and passed explicitly below.
 
 pub mod content;
+pub mod diff;
 pub mod events;
 pub mod images;
 pub mod introspection;
