@@ -30,7 +30,7 @@ pub enum MetadataError {
     #[error("metadata record {key}: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("metadata database: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<redb::Error>),
     #[error(transparent)]
     Content(#[from] berth_content::ContentError),
     #[error(transparent)]
@@ -74,12 +74,13 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for MetadataError {
             fn from(e: $t) -> Self {
-                MetadataError::Db(e.into())
+                MetadataError::Db(Box::new(e.into()))
             }
         }
     )*};
 }
 from_redb!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,

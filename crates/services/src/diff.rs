@@ -65,7 +65,11 @@ fn with_read_only_dir<R>(
 ) -> berth_core::Result<R> {
     match mounts {
         [m] if m.kind == "bind" && m.target.is_none() => f(Path::new(&m.source)),
-        [] => Err(Error::invalid_argument("no mounts given")),
+        // No mounts: the empty tree (the lower side of a base layer).
+        [] => {
+            let empty = tempfile::tempdir().map_err(|e| Error::from(e).context("empty dir"))?;
+            f(empty.path())
+        }
         _ => {
             let ro: Vec<Mount> = mounts
                 .iter()
@@ -82,14 +86,27 @@ fn with_read_only_dir<R>(
     }
 }
 
-fn blocking<R: Send + 'static>(
+async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> berth_core::Result<R> + Send + 'static,
-) -> impl std::future::Future<Output = berth_core::Result<R>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| Error::internal(format!("diff task: {e}")))?
-    }
+) -> berth_core::Result<R> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("diff task: {e}")))?
+}
+
+/// What to compute a layer between, and how to store it.
+#[derive(Debug, Clone, Default)]
+pub struct DiffParams {
+    /// The lower tree's mounts (empty tree: none).
+    pub lower: Vec<Mount>,
+    /// The upper tree's mounts.
+    pub upper: Vec<Mount>,
+    /// The layer's media type; gzip-compressed OCI layer when empty.
+    pub media_type: String,
+    /// The ingest ref to write under.
+    pub reference: String,
+    /// Labels of the new blob.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl DiffService {
@@ -135,16 +152,19 @@ impl DiffService {
         &self,
         ns: &str,
         lease: Option<String>,
-        lower: Vec<Mount>,
-        upper: Vec<Mount>,
-        media_type: &str,
-        reference: String,
-        mut labels: std::collections::BTreeMap<String, String>,
+        params: DiffParams,
     ) -> berth_core::Result<Descriptor> {
+        let DiffParams {
+            lower,
+            upper,
+            media_type,
+            reference,
+            mut labels,
+        } = params;
         let compression = if media_type.is_empty() {
             Compression::Gzip
         } else {
-            Compression::from_media_type(media_type)?
+            Compression::from_media_type(&media_type)?
         };
         let tmp_dir = self
             .meta
@@ -240,18 +260,14 @@ impl Diff for DiffService {
         } else {
             r.r#ref
         };
-        let desc = DiffService::diff(
-            self,
-            &ns,
-            lease,
-            mounts_from_msg(r.left),
-            mounts_from_msg(r.right),
-            &r.media_type,
+        let params = DiffParams {
+            lower: mounts_from_msg(r.left),
+            upper: mounts_from_msg(r.right),
+            media_type: r.media_type,
             reference,
-            r.labels.into_iter().collect(),
-        )
-        .await
-        .grpc()?;
+            labels: r.labels.into_iter().collect(),
+        };
+        let desc = DiffService::diff(self, &ns, lease, params).await.grpc()?;
         Ok(tonic::Response::new(DiffResponse {
             diff: Some(descriptor_msg(desc)),
         }))
