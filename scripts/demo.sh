@@ -24,11 +24,11 @@ fi
 run() { echo; echo "\$ $*"; "$@"; }
 run berth version
 run ctr --address "$sock" version
-run berth namespace create demo
+berth namespace ls -q 2>/dev/null | grep -qx demo || run berth namespace create demo
 run ctr --address "$sock" namespaces ls
 blob=$(mktemp)
 echo "hello from berth $(date -u +%FT%TZ)" > "$blob"
-run berth -n demo content ingest demo-ref "$blob"
+run berth -n demo content ingest --label containerd.io/gc.root=demo demo-ref "$blob"
 run berth -n demo content ls
 digest=$(berth -n demo --format json content ls | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["digest"])')
 run ctr --address "$sock" -n demo content get "$digest"
