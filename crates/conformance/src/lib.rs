@@ -8,8 +8,12 @@
 //! async fn setup() -> (MyStore, TempDir) { ... }
 //! berth_conformance::content_store_suite!(setup);
 //! ```
+//!
+//! [`snapshotter_suite!`] does the same for [`berth_core::snapshots::Snapshotter`]s; its cases
+//! that write files through mounts need root and print `SKIP: <why>` without it.
 
 pub mod content;
+pub mod snapshots;
 
 /// Expand to one `#[tokio::test]` per content-store conformance case, each on a fresh store from
 /// `$setup().await` (which returns `(store, guard)`).
@@ -57,6 +61,68 @@ macro_rules! content_store_suite {
     };
     (@store optional $setup:path, $case:ident; $store:ident, $guard:ident) => {
         let Some(($store, $guard)) = $setup(stringify!($case)).await else {
+            return;
+        };
+    };
+}
+
+/// Expand to one `#[tokio::test]` per snapshotter conformance case, each on a fresh, empty
+/// snapshotter from `$setup().await` (which returns `(snapshotter, guard)`); with `optional`,
+/// the setup takes the case name and returns an `Option` (`None`: skip, the setup said why).
+///
+/// The cases of [`snapshots::mounted`] mount what the snapshotter returns (with `berth-mount`)
+/// and need root; without it they print `SKIP: <case>: <why>` and pass.
+#[macro_export]
+macro_rules! snapshotter_suite {
+    ($setup:path) => {
+        $crate::snapshotter_suite!(@list plain $setup);
+    };
+    (optional $setup:path) => {
+        $crate::snapshotter_suite!(@list optional $setup);
+    };
+    (@list $mode:ident $setup:path) => {
+        $crate::snapshotter_suite!(@cases $mode $setup;
+            prepare_then_commit_renames_key_to_name,
+            keys_and_names_are_unique,
+            missing_snapshots_are_not_found,
+            parents_must_be_committed,
+            only_active_snapshots_commit,
+            committed_snapshots_have_no_mounts,
+            remove_refuses_parents_with_children,
+            remove_frees_the_key,
+            views_are_read_only,
+            mounts_are_stable,
+            walk_applies_filters,
+            update_applies_field_paths,
+            info_reports_parent_and_times,
+            usage_of_empty_snapshots,
+            cleanup_keeps_live_snapshots,
+            concurrent_prepares_are_atomic,
+            files_flow_down_the_chain,
+            deletions_in_a_layer_hide_parent_files,
+            active_snapshots_are_isolated,
+            views_refuse_writes,
+            usage_measures_written_data,
+            deep_chains_mount,
+            file_metadata_survives_layers,
+            cleanup_keeps_data,
+            removed_snapshots_take_their_files,
+        );
+    };
+    (@cases $mode:ident $setup:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::snapshotter_suite!(@store $mode $setup, $case; snapshotter, _guard);
+                $crate::snapshots::$case(&snapshotter).await;
+            }
+        )*
+    };
+    (@store plain $setup:path, $case:ident; $s:ident, $guard:ident) => {
+        let ($s, $guard) = $setup().await;
+    };
+    (@store optional $setup:path, $case:ident; $s:ident, $guard:ident) => {
+        let Some(($s, $guard)) = $setup(stringify!($case)).await else {
             return;
         };
     };

@@ -1,0 +1,12 @@
+//! The snapshotter conformance suite against the overlayfs backend.
+
+use berth_snapshots::OverlaySnapshotter;
+use tempfile::TempDir;
+
+async fn setup() -> (OverlaySnapshotter, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = OverlaySnapshotter::open(dir.path().join("overlayfs")).unwrap();
+    (s, dir)
+}
+
+berth_conformance::snapshotter_suite!(setup);
