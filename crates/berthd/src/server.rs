@@ -7,20 +7,24 @@ use std::time::Instant;
 
 use anyhow::Context;
 use berth_api::content::content_server::ContentServer;
+use berth_api::diff::diff_server::DiffServer;
 use berth_api::events_service::events_server::EventsServer;
 use berth_api::images::images_server::ImagesServer;
 use berth_api::introspection::introspection_server::IntrospectionServer;
 use berth_api::leases::leases_server::LeasesServer;
 use berth_api::namespaces::namespaces_server::NamespacesServer;
+use berth_api::snapshots::snapshots_server::SnapshotsServer;
 use berth_api::version::version_server::VersionServer;
 use berth_content::LocalStore;
-use berth_metadata::Metadata;
+use berth_metadata::{DynSnapshotter, Metadata};
 use berth_services::content::ContentService;
+use berth_services::diff::DiffService;
 use berth_services::events::EventsService;
 use berth_services::images::ImagesService;
 use berth_services::introspection::IntrospectionService;
 use berth_services::leases::LeasesService;
 use berth_services::namespaces::NamespacesService;
+use berth_services::snapshots::SnapshotsService;
 use berth_services::version::VersionService;
 use berth_services::{Exchange, Plugin, PluginRegistry};
 use tokio::net::UnixListener;
@@ -180,6 +184,15 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         .export("path", db_path.display().to_string())
         .export("schema", berth_metadata::SCHEMA_VERSION.to_string()),
     );
+    register_snapshotters(&meta, &root, &mut registry);
+    registry.register(
+        Plugin::new(
+            "io.containerd.differ.v1",
+            "walking",
+            &["io.containerd.metadata.v1"],
+        )
+        .export("root", root.display().to_string()),
+    );
     let m2 = meta.clone();
     registry.register(
         Plugin::new(
@@ -199,6 +212,7 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
             "content",
             &["io.containerd.content.v1", "io.containerd.metadata.v1"][..],
         ),
+        ("diff", &["io.containerd.differ.v1"][..]),
         ("events", &["io.containerd.event.v1"][..]),
         (
             "images",
@@ -207,6 +221,7 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         ("introspection", &[][..]),
         ("leases", &["io.containerd.lease.v1"][..]),
         ("namespaces", &["io.containerd.metadata.v1"][..]),
+        ("snapshots", &["io.containerd.snapshotter.v1"][..]),
         ("version", &[][..]),
     ] {
         registry.register(Plugin::new("io.containerd.grpc.v1", id, requires));
@@ -238,6 +253,11 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
             store: store.clone(),
             exchange: exchange.clone(),
         })))
+        .add_service(limits!(SnapshotsServer::new(SnapshotsService {
+            meta: meta.clone(),
+            exchange: exchange.clone(),
+        })))
+        .add_service(limits!(DiffServer::new(DiffService { meta: meta.clone() })))
         .add_service(limits!(LeasesServer::new(LeasesService {
             leases: store.clone(),
         })))
@@ -282,4 +302,41 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
     served.context("serve gRPC")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Open the snapshotter backends under `root` and hand them to the metadata layer; one that
+/// cannot start (e.g. overlayfs on a filesystem without overlay support) is listed by
+/// introspection with its error, as containerd does, and berthd goes on without it.
+fn register_snapshotters(meta: &Metadata, root: &Path, registry: &mut PluginRegistry) {
+    use berth_snapshots::{NativeSnapshotter, OverlaySnapshotter};
+    let overlay_root = root.join("io.containerd.snapshotter.v1.overlayfs");
+    let native_root = root.join("io.containerd.snapshotter.v1.native");
+    let opened: [(&str, &Path, Result<Arc<dyn DynSnapshotter>, String>); 2] = [
+        (
+            "overlayfs",
+            &overlay_root,
+            OverlaySnapshotter::open(&overlay_root)
+                .map(|s| Arc::new(s) as Arc<dyn DynSnapshotter>)
+                .map_err(|e| e.to_string()),
+        ),
+        (
+            "native",
+            &native_root,
+            NativeSnapshotter::open(&native_root)
+                .map(|s| Arc::new(s) as Arc<dyn DynSnapshotter>)
+                .map_err(|e| e.to_string()),
+        ),
+    ];
+    for (name, dir, backend) in opened {
+        let mut plugin = Plugin::new("io.containerd.snapshotter.v1", name, &[])
+            .export("root", dir.display().to_string());
+        match backend {
+            Ok(b) => meta.register_snapshotter(name, b),
+            Err(e) => {
+                tracing::warn!(snapshotter = name, error = %e, "snapshotter not loaded");
+                plugin.init_error = Some(e);
+            }
+        }
+        registry.register(plugin);
+    }
 }

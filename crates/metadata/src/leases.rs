@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 
 use berth_core::filters::Filter;
+use berth_core::labels;
 use berth_core::leases::{Lease, LeaseManager, Resource};
-use berth_core::{identifiers, labels};
 use redb::ReadableTable;
 
 use crate::db::{
@@ -45,7 +45,10 @@ pub(crate) fn remove_lease(txn: &redb::WriteTransaction, ns: &str, id: &str) -> 
 
 impl Metadata {
     fn lease_create(&self, ns: &str, id: &str, labels: BTreeMap<String, String>) -> Result<Lease> {
-        identifiers::validate(id)?;
+        // containerd checks only that a lease ID is given (ctr's random IDs may end in `-`).
+        if id.is_empty() {
+            return Err(berth_core::Error::invalid_argument("lease id must be provided").into());
+        }
         labels::validate_all(&labels)?;
         if let Some(exp) = labels.get(labels::GC_EXPIRE) {
             if crate::gc::parse_rfc3339(exp).is_none() {
