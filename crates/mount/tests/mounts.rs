@@ -5,9 +5,9 @@ use std::path::Path;
 
 use berth_mount::{mount, mount_all, unmount, unmount_all, with_temp_mount, Mount, UnmountFlags};
 
-fn can_mount() -> bool {
+fn can_mount(case: &str) -> bool {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: mounting needs root");
+        println!("SKIP: {case}: mounting needs root");
         return false;
     }
     true
@@ -23,7 +23,7 @@ fn is_mount_point(path: &Path) -> bool {
 
 #[test]
 fn read_only_bind_refuses_writes() {
-    if !can_mount() {
+    if !can_mount("read_only_bind_refuses_writes") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -48,7 +48,7 @@ fn read_only_bind_refuses_writes() {
 
 #[test]
 fn stacked_mounts_are_all_unmounted() {
-    if !can_mount() {
+    if !can_mount("stacked_mounts_are_all_unmounted") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -64,7 +64,7 @@ fn stacked_mounts_are_all_unmounted() {
 
 #[test]
 fn mount_targets_are_relative_to_the_root() {
-    if !can_mount() {
+    if !can_mount("mount_targets_are_relative_to_the_root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -79,7 +79,7 @@ fn mount_targets_are_relative_to_the_root() {
 
 #[test]
 fn overlay_of_many_layers_is_compacted_past_the_page_limit() {
-    if !can_mount() {
+    if !can_mount("overlay_of_many_layers_is_compacted_past_the_page_limit") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

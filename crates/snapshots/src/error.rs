@@ -36,7 +36,7 @@ pub enum SnapshotError {
     #[error("snapshot metadata record {key}: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("snapshot metadata database: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<redb::Error>),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -93,12 +93,13 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for SnapshotError {
             fn from(e: $t) -> Self {
-                SnapshotError::Db(e.into())
+                SnapshotError::Db(Box::new(e.into()))
             }
         }
     )*};
 }
 from_redb!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,

@@ -223,7 +223,7 @@ mod tests {
         symlink("sub/f", src.join("link")).unwrap();
         rustix::fs::mknodat(
             CWD,
-            &src.join("fifo"),
+            src.join("fifo"),
             FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
@@ -239,7 +239,7 @@ mod tests {
                 tv_nsec: 7,
             },
         };
-        rustix::fs::utimensat(CWD, &src.join("sub"), &old, rustix::fs::AtFlags::empty()).unwrap();
+        rustix::fs::utimensat(CWD, src.join("sub"), &old, rustix::fs::AtFlags::empty()).unwrap();
 
         copy_dir(&src, &dst).unwrap();
 

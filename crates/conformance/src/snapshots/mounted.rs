@@ -279,11 +279,11 @@ pub async fn file_metadata_survives_layers<S: Snapshotter>(s: &S) {
             rustix::fs::FileType::CharacterDevice,
         );
         let mode = rustix::fs::Mode::from_raw_mode(0o644);
-        rustix::fs::mknodat(cwd, &r.join("p"), fifo, mode, 0).unwrap();
+        rustix::fs::mknodat(cwd, r.join("p"), fifo, mode, 0).unwrap();
         let dev = rustix::fs::makedev(1, 3);
-        rustix::fs::mknodat(cwd, &r.join("c"), chr, mode, dev).unwrap();
+        rustix::fs::mknodat(cwd, r.join("c"), chr, mode, dev).unwrap();
         let set = rustix::fs::lsetxattr(
-            &r.join("f"),
+            r.join("f"),
             "user.berth",
             b"value",
             rustix::fs::XattrFlags::empty(),
@@ -292,7 +292,7 @@ pub async fn file_metadata_survives_layers<S: Snapshotter>(s: &S) {
             println!("note: user xattrs unsupported here, not checked");
             xattrs = false;
         }
-        rustix::fs::utimensat(cwd, &r.join("f"), &mtime, rustix::fs::AtFlags::empty()).unwrap();
+        rustix::fs::utimensat(cwd, r.join("f"), &mtime, rustix::fs::AtFlags::empty()).unwrap();
     })
     .await;
     layer(s, "l2", Some("l1"), |r| write(r, "other", "o")).await;
@@ -317,7 +317,7 @@ pub async fn file_metadata_survives_layers<S: Snapshotter>(s: &S) {
         assert_eq!(c.rdev(), rustix::fs::makedev(1, 3));
         if xattrs {
             let mut buf = [0u8; 16];
-            let n = rustix::fs::lgetxattr(&r.join("f"), "user.berth", &mut buf).unwrap();
+            let n = rustix::fs::lgetxattr(r.join("f"), "user.berth", &mut buf).unwrap();
             assert_eq!(&buf[..n], b"value", "xattr");
         }
     });
