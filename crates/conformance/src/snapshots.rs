@@ -5,7 +5,7 @@
 //! [`mounted`] write and read files through the mounts, which needs root; without it they print
 //! `SKIP: <why>` and pass.
 
-mod mounted;
+pub mod mounted;
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;

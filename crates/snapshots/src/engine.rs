@@ -161,6 +161,8 @@ impl<L: Layout> Engine<L> {
         parent: Option<&str>,
         labels: BTreeMap<String, String>,
     ) -> Result<Vec<Mount>> {
+        // containerd's wire format says "no parent" with an empty string.
+        let parent = parent.filter(|p| !p.is_empty());
         let _shared = self.ops.read().unwrap_or_else(|e| e.into_inner());
         // Fail fast, before the (for the native backend, expensive) directory work.
         let parent_ids = self.ms.check_create(key, parent)?;

@@ -17,7 +17,7 @@
 //! with an operation (moving a prepared directory into place) runs inside the transaction, just
 //! before it commits, through a callback; if the callback fails the transaction is dropped and
 //! nothing of the operation is recorded. A crash after the filesystem step but before the commit
-//! leaves an unreferenced directory, which [`crate::Snapshots::cleanup`] removes (or the next
+//! leaves an unreferenced directory, which the snapshotter's `cleanup` removes (or the next
 //! snapshot given the same id replaces).
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -296,3 +296,12 @@ fn overlay_is_refused_where_it_cannot_work() {
         Ok(()) => println!("note: this kernel mounts overlay on overlay"),
     }
 }
+
+#[test]
+fn an_empty_parent_is_no_parent() {
+    // containerd's wire format: parent "" means none.
+    let dir = tempfile::tempdir().unwrap();
+    let s = NativeSnapshotter::open(dir.path()).unwrap();
+    s.prepare("k", Some(""), none()).unwrap();
+    assert_eq!(s.stat("k").unwrap().parent, None);
+}
