@@ -9,6 +9,11 @@
 //! - [`RemoteContentStore`] / [`RemoteWriter`] implement [`berth_core::content::ContentStore`] and
 //!   [`berth_core::content::ContentWriter`] over the Content service;
 //! - [`RemoteLeases`] implements [`berth_core::leases::LeaseManager`] over the Leases service;
+//! - [`RemoteImages`] implements [`berth_core::images::ImageStore`] over the Images service;
+//! - [`RemoteSnapshotter`] implements [`berth_core::snapshots::Snapshotter`] over the Snapshots
+//!   service, for one snapshotter in one namespace;
+//! - [`RemoteDiff`] applies layers and computes diffs over the Diff service, and is the
+//!   [`berth_images::LayerApplier`] of unpacks run from a client;
 //! - [`RemoteNamespaces`] and [`server_version`] cover the Namespaces and Version services.
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,11 +25,15 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 
 mod content;
+mod diff;
+mod images;
 mod leases;
 mod namespaces;
 pub mod snapshots;
 
 pub use content::{RemoteContentStore, RemoteWriter};
+pub use diff::{remote_unpacker, DiffOptions, RemoteDiff, RemoteSnapshotters, RemoteUnpacker};
+pub use images::RemoteImages;
 pub use leases::RemoteLeases;
 pub use namespaces::{server_uuid, server_version, RemoteNamespaces, ServerVersion};
 pub use snapshots::RemoteSnapshotter;
