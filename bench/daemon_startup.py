@@ -10,70 +10,20 @@ Usage: python3 bench/daemon_startup.py [--runs 5] [--berthd target/release/berth
 containerd runs with CRI disabled (berthd has no CRI server yet), otherwise with its defaults.
 """
 import argparse
-import os
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
 
-
-def wait_ready(sock, proc, timeout=30.0):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"daemon exited with {proc.returncode}")
-        try:
-            s = socket.socket(socket.AF_UNIX)
-            s.connect(sock)
-            s.close()
-            return
-        except OSError:
-            time.sleep(0.001)
-    raise RuntimeError(f"{sock} not ready after {timeout}s")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from daemons import Daemon, daemons as daemon_list
 
 
 def run_once(kind, binary):
-    d = tempfile.mkdtemp(prefix=f"bench-{kind}-")
-    sock = os.path.join(d, "d.sock")
-    if kind == "berthd":
-        cmd = [binary, "--root", f"{d}/root", "--state", f"{d}/state", "--address", sock]
-    else:
-        cfg = os.path.join(d, "config.toml")
-        with open(cfg, "w") as f:
-            f.write(
-                f'version = 2\nroot = "{d}/root"\nstate = "{d}/state"\n'
-                'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                f'[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n'
-                f'[debug]\n  address = "{sock}.debug"\n'
-            )
-        cmd = [binary, "--config", cfg]
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    d = Daemon(kind, binary)
     try:
-        wait_ready(sock, p)
-        ready_ms = (time.monotonic() - t0) * 1000
-        subprocess.run(["ctr", "--address", sock, "version"], check=True, capture_output=True)
+        d.ctr("version")
         time.sleep(2)
-        rss = rss_kib(p.pid)
+        return d.ready_ms, d.rss_kib()
     finally:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        shutil.rmtree(d, ignore_errors=True)
-    return ready_ms, rss
+        d.stop()
 
 
 def main():
@@ -82,12 +32,7 @@ def main():
     ap.add_argument("--berthd", default="target/release/berthd")
     a = ap.parse_args()
     results = {}
-    daemons = [("berthd", a.berthd)]
-    if shutil.which("containerd"):
-        daemons.append(("containerd", shutil.which("containerd")))
-    else:
-        print("containerd not installed: no side-by-side figures")
-    for kind, binary in daemons:
+    for kind, binary in daemon_list(a.berthd):
         runs = [run_once(kind, binary) for _ in range(a.runs)]
         results[kind] = (
             statistics.median(r[0] for r in runs),

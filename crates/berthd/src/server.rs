@@ -315,7 +315,8 @@ fn register_snapshotters(meta: &Metadata, root: &Path, registry: &mut PluginRegi
         (
             "overlayfs",
             &overlay_root,
-            OverlaySnapshotter::open(&overlay_root)
+            berth_snapshots::overlay_supported(&overlay_root)
+                .and_then(|()| OverlaySnapshotter::open(&overlay_root))
                 .map(|s| Arc::new(s) as Arc<dyn DynSnapshotter>)
                 .map_err(|e| e.to_string()),
         ),
