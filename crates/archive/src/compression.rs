@@ -111,12 +111,12 @@ impl fmt::Display for Compression {
     }
 }
 
+/// A stream whose first bytes were peeked: those bytes again, then the rest.
+pub(crate) type Peeked<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
 /// Reads up to `n` bytes from `reader` without losing them: returns the bytes read and a reader
 /// that yields them again followed by the rest of the stream.
-pub(crate) fn peek<R: Read>(
-    mut reader: R,
-    n: usize,
-) -> io::Result<(Vec<u8>, io::Chain<io::Cursor<Vec<u8>>, R>)> {
+pub(crate) fn peek<R: Read>(mut reader: R, n: usize) -> io::Result<(Vec<u8>, Peeked<R>)> {
     let mut buf = vec![0u8; n];
     let mut got = 0;
     while got < n {

@@ -137,9 +137,8 @@ fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
 }
 
 fn pad(out: &mut Vec<u8>) {
-    while out.len() % 512 != 0 {
-        out.push(0);
-    }
+    let pad = (512 - out.len() % 512) % 512;
+    out.resize(out.len() + pad, 0);
 }
 
 /// Appends one entry (with a PAX header for long names and xattrs) to `out`.
