@@ -3,16 +3,19 @@
 //! It talks containerd's v1 gRPC API over a unix socket, so it also works against containerd.
 
 mod content;
+mod image;
+mod image_mount;
 mod lease;
 mod namespace;
 mod output;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use tonic::transport::Channel;
 
@@ -75,6 +78,27 @@ enum Command {
         #[command(subcommand)]
         command: lease::Command,
     },
+    /// Manage images: list, inspect, remove, unpack, mount.
+    #[command(alias = "images", alias = "i")]
+    Image(SnapshotterArgs<image::Command>),
+    /// Manage snapshots of a snapshotter.
+    #[command(alias = "snapshots", alias = "snap")]
+    Snapshot(SnapshotterArgs<snapshot::Command>),
+}
+
+/// A command group that works on one snapshotter.
+#[derive(Debug, Args)]
+struct SnapshotterArgs<C: Subcommand> {
+    /// Snapshotter to use.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_SNAPSHOTTER",
+        default_value = "overlayfs"
+    )]
+    snapshotter: String,
+    #[command(subcommand)]
+    command: C,
 }
 
 /// What every command needs: where the daemon is, the namespace, the output format.
@@ -223,6 +247,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Namespace { command } => namespace::run(&ctx, command).await,
         Command::Content { command } => content::run(&ctx, command).await,
         Command::Lease { command } => lease::run(&ctx, command).await,
+        Command::Image(a) => image::run(&ctx, &a.snapshotter, a.command).await,
+        Command::Snapshot(a) => snapshot::run(&ctx, &a.snapshotter, a.command).await,
     }
 }
 
@@ -296,6 +322,151 @@ mod tests {
         assert_eq!(cli.namespace, "other");
         assert_eq!(cli.format, Format::Json);
         assert_eq!(cli.address, PathBuf::from("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn snapshotter_defaults_and_is_accepted_before_or_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["berth", "snapshot", "ls"]).unwrap();
+        let Command::Snapshot(a) = cli.command else {
+            panic!("not a snapshot command")
+        };
+        if std::env::var_os("BERTH_SNAPSHOTTER").is_none() {
+            assert_eq!(a.snapshotter, "overlayfs");
+        }
+        for args in [
+            &["berth", "snapshot", "--snapshotter", "native", "ls"][..],
+            &["berth", "snapshots", "ls", "--snapshotter", "native"][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Snapshot(a) = cli.command else {
+                panic!("not a snapshot command")
+            };
+            assert_eq!(a.snapshotter, "native", "{args:?}");
+        }
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let sub = cmd.find_subcommand("snapshot").unwrap();
+        let arg = sub
+            .get_arguments()
+            .find(|a| a.get_id() == "snapshotter")
+            .unwrap();
+        assert_eq!(
+            arg.get_env(),
+            Some(std::ffi::OsStr::new("BERTH_SNAPSHOTTER"))
+        );
+    }
+
+    #[test]
+    fn snapshot_subcommands_parse() {
+        let parse = |args: &[&str]| {
+            let mut full = vec!["berth", "snapshot"];
+            full.extend_from_slice(args);
+            match Cli::try_parse_from(full).unwrap().command {
+                Command::Snapshot(a) => a.command,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(matches!(
+            parse(&["prepare", "k", "p", "--target", "/mnt", "--label", "a=b"]),
+            snapshot::Command::Prepare { key, parent: Some(p), target: Some(t), labels }
+                if key == "k" && p == "p" && t == "/mnt" && labels == ["a=b"]
+        ));
+        assert!(matches!(
+            parse(&["prepare", "k"]),
+            snapshot::Command::Prepare { parent: None, .. }
+        ));
+        assert!(matches!(
+            parse(&["view", "v", "p"]),
+            snapshot::Command::View { key, parent, .. } if key == "v" && parent == "p"
+        ));
+        assert!(matches!(
+            parse(&["commit", "name", "key"]),
+            snapshot::Command::Commit { name, key, .. } if name == "name" && key == "key"
+        ));
+        assert!(matches!(
+            parse(&["mounts", "/mnt", "k"]),
+            snapshot::Command::Mounts { target, key } if target == "/mnt" && key == "k"
+        ));
+        assert!(matches!(
+            parse(&["rm", "a", "b"]),
+            snapshot::Command::Rm { keys } if keys == ["a", "b"]
+        ));
+        assert!(matches!(
+            parse(&["usage"]),
+            snapshot::Command::Usage {
+                key: None,
+                bytes: false
+            }
+        ));
+        assert!(matches!(
+            parse(&["usage", "-b", "k"]),
+            snapshot::Command::Usage {
+                key: Some(_),
+                bytes: true
+            }
+        ));
+        assert!(matches!(parse(&["tree"]), snapshot::Command::Tree));
+        assert!(matches!(
+            parse(&["info", "k"]),
+            snapshot::Command::Info { .. }
+        ));
+        let missing = Cli::try_parse_from(["berth", "snapshot", "view", "v"]);
+        assert!(missing.is_err(), "view needs a parent");
+        assert!(Cli::try_parse_from(["berth", "snapshot", "rm"]).is_err());
+    }
+
+    #[test]
+    fn image_subcommands_parse() {
+        let parse = |args: &[&str]| {
+            let mut full = vec!["berth", "image"];
+            full.extend_from_slice(args);
+            match Cli::try_parse_from(full).unwrap().command {
+                Command::Image(a) => (a.snapshotter, a.command),
+                other => panic!("{other:?}"),
+            }
+        };
+        let (sn, cmd) = parse(&[
+            "mount",
+            "busybox",
+            "/mnt",
+            "--rw",
+            "--snapshotter",
+            "native",
+        ]);
+        assert_eq!(sn, "native");
+        assert!(matches!(
+            cmd,
+            image::Command::Mount { name, target, rw: true, platform: None }
+                if name == "busybox" && target == std::path::Path::new("/mnt")
+        ));
+        let (_, cmd) = parse(&["unpack", "busybox", "--platform", "linux/arm64/v8"]);
+        assert!(matches!(
+            cmd,
+            image::Command::Unpack { platform: Some(p), .. } if p.to_string() == "linux/arm64"
+        ));
+        assert!(matches!(
+            parse(&["rm", "--sync", "a", "b"]).1,
+            image::Command::Rm { sync: true, names } if names == ["a", "b"]
+        ));
+        assert!(matches!(
+            parse(&["unmount", "/mnt"]).1,
+            image::Command::Unmount { .. }
+        ));
+        assert!(matches!(
+            parse(&["inspect", "x"]).1,
+            image::Command::Inspect { .. }
+        ));
+        assert!(matches!(
+            parse(&["ls", "-q"]).1,
+            image::Command::Ls { quiet: true, .. }
+        ));
+        assert!(
+            Cli::try_parse_from(["berth", "images", "unpack", "x", "--platform", "a//b"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["berth", "i", "mount", "x"]).is_err(),
+            "mount needs a target"
+        );
     }
 
     #[test]
