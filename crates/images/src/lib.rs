@@ -9,7 +9,7 @@
 //!   of the uncompressed tar, listed in the config's `rootfs.diff_ids`;
 //! - a **chain ID** ([`chain`]) names a stack of layers: the snapshot holding layers `0..=n`
 //!   applied in order is committed under `ChainID(0..=n)`;
-//! - **resolving** ([`resolve`]) picks the manifest for a platform and pairs each layer blob with
+//! - **resolving** ([`mod@resolve`]) picks the manifest for a platform and pairs each layer blob with
 //!   its diff ID and chain ID; **unpacking** ([`Unpacker`]) applies the layers into a
 //!   snapshotter, skipping those whose snapshot exists.
 //!
