@@ -311,7 +311,8 @@ fn register_snapshotters(meta: &Metadata, root: &Path, registry: &mut PluginRegi
     use berth_snapshots::{NativeSnapshotter, OverlaySnapshotter};
     let overlay_root = root.join("io.containerd.snapshotter.v1.overlayfs");
     let native_root = root.join("io.containerd.snapshotter.v1.native");
-    let opened: [(&str, &Path, Result<Arc<dyn DynSnapshotter>, String>); 2] = [
+    type Opened = Result<Arc<dyn DynSnapshotter>, String>;
+    let opened: [(&str, &Path, Opened); 2] = [
         (
             "overlayfs",
             &overlay_root,

@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     /// Held shared by snapshot operations from their backend call to their record, exclusively
     /// by the sweep of backend snapshots that no record names.
     pub(crate) snapshot_lock: tokio::sync::RwLock<()>,
+    /// Serializes snapshot commits (check name, commit in the backend, write the record).
+    pub(crate) commit_lock: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -153,6 +155,7 @@ impl Metadata {
                 uuid,
                 snapshotters: RwLock::new(BTreeMap::new()),
                 snapshot_lock: tokio::sync::RwLock::new(()),
+                commit_lock: tokio::sync::Mutex::new(()),
             }),
         })
     }

@@ -484,6 +484,11 @@ impl Snapshotter for NamespacedSnapshotter {
         }
         labels::validate_all(&labels)?;
         let _shared = self.meta.inner.snapshot_lock.read().await;
+        // Commits are serialized: the name check, the backend commit and the record must not
+        // interleave with another commit of the same name (two unpacks of one image), or both
+        // would succeed. The loser gets AlreadyExists and keeps its active snapshot, as in
+        // containerd.
+        let _commit = self.meta.inner.commit_lock.lock().await;
         let rec = self.record(key)?;
         if rec.kind() != Kind::Active {
             return Err(Error::failed_precondition(format!(
