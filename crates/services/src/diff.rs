@@ -305,3 +305,16 @@ mod tests {
         assert_eq!(apply_target(&[view]), ApplyTarget::Mounted);
     }
 }
+
+/// berthd's own unpacks (CRI, transfer) apply layers in process, through the same code as the
+/// Diff service's `Apply`.
+impl berth_images::LayerApplier for DiffService {
+    async fn apply(
+        &self,
+        ns: &str,
+        desc: Descriptor,
+        mounts: Vec<Mount>,
+    ) -> berth_core::Result<Descriptor> {
+        DiffService::apply(self, ns, desc, mounts).await
+    }
+}
