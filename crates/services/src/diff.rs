@@ -274,6 +274,19 @@ impl Diff for DiffService {
     }
 }
 
+/// berthd's own unpacks (CRI, transfer) apply layers in process, through the same code as the
+/// Diff service's `Apply`.
+impl berth_images::LayerApplier for DiffService {
+    async fn apply(
+        &self,
+        ns: &str,
+        desc: Descriptor,
+        mounts: Vec<Mount>,
+    ) -> berth_core::Result<Descriptor> {
+        DiffService::apply(self, ns, desc, mounts).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,18 +316,5 @@ mod tests {
         );
         let view = Mount::new("overlay", "overlay", ["lowerdir=/s/2/fs:/s/1/fs"]);
         assert_eq!(apply_target(&[view]), ApplyTarget::Mounted);
-    }
-}
-
-/// berthd's own unpacks (CRI, transfer) apply layers in process, through the same code as the
-/// Diff service's `Apply`.
-impl berth_images::LayerApplier for DiffService {
-    async fn apply(
-        &self,
-        ns: &str,
-        desc: Descriptor,
-        mounts: Vec<Mount>,
-    ) -> berth_core::Result<Descriptor> {
-        DiffService::apply(self, ns, desc, mounts).await
     }
 }
