@@ -1,7 +1,7 @@
 // The fuzz check, shared (by `include!`) between the cargo-fuzz target `fuzz_targets/apply.rs`
 // and the stable fallback test `tests/fuzz_fallback.rs`.
 //
-// Applies `data` as a layer into a fresh root at `<tmp>/x/y/root`, beside a victim file, and
+// Applies `data` as a layer into a fresh root at `<tmp>/berth-fuzz-<pid>/x/y/root`, beside a victim file, and
 // panics if anything outside the root appeared, vanished or changed. The first byte picks the
 // whiteout mode and the symlink containment, so all four combinations are explored.
 
@@ -51,8 +51,15 @@ fn loosen(dir: &std::path::Path) {
 pub fn fuzz_apply(data: &[u8]) {
     use berth_archive::{apply_layer, ApplyLimits, ApplyOptions, Containment, WhiteoutMode};
     let flags = data.first().copied().unwrap_or(0);
-    let tmp = tempfile::tempdir().unwrap();
-    let outer = tmp.path();
+    // A fixed sandbox per process (not a random temporary name), so libFuzzer's comparison
+    // tracing can learn its absolute path and try symlinks and names aimed right at it.
+    let sandbox = std::env::temp_dir().join(format!("berth-fuzz-{}", std::process::id()));
+    if sandbox.exists() {
+        loosen(&sandbox);
+        std::fs::remove_dir_all(&sandbox).unwrap();
+    }
+    std::fs::create_dir(&sandbox).unwrap();
+    let outer = sandbox.as_path();
     let root = outer.join("x/y/root");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(outer.join("x/y/victim"), b"victim").unwrap();
@@ -81,5 +88,6 @@ pub fn fuzz_apply(data: &[u8]) {
     assert_eq!(outside_root(outer, &root), before, "something outside the root changed");
     assert_eq!(std::fs::read(outer.join("x/y/victim")).unwrap(), b"victim");
     assert_eq!(std::fs::read(outer.join("x/passwd")).unwrap(), b"passwd");
-    loosen(&root);
+    loosen(&sandbox);
+    std::fs::remove_dir_all(&sandbox).unwrap();
 }

@@ -25,7 +25,7 @@ use rustix::io::Errno;
 use crate::compression::{peek, Compression, MEDIA_TYPE_OCI_LAYER};
 use crate::error::ArchiveError;
 use crate::hash::HashingReader;
-use crate::root::{errno, proc_path, split, Containment, Root};
+use crate::root::{errno, proc_path, split, walk_at, Containment, Root, Visit};
 use crate::tar_reader::{Kind, TarEntry, TarReader, Timestamp};
 use crate::{OPAQUE_WHITEOUT, WHITEOUT_META_PREFIX, WHITEOUT_PREFIX};
 
@@ -144,8 +144,9 @@ pub fn apply_layer<R: Read>(
     let dir = Root::open(root, opts.containment)
         .map_err(ArchiveError::io(format!("open root {}", root.display())))?;
     let mut compressed = HashingReader::new(layer, u64::MAX);
-    let (prefix, stream) =
-        peek(&mut compressed, 6).map_err(|source| ArchiveError::Read { source })?;
+    // Buffered here so a plain tar is not read 512 bytes per syscall.
+    let buffered = io::BufReader::with_capacity(128 << 10, &mut compressed);
+    let (prefix, stream) = peek(buffered, 6).map_err(|source| ArchiveError::Read { source })?;
     let compression = Compression::detect(&prefix)?;
     if let Some(declared) = opts.compression {
         if declared != compression {
@@ -380,9 +381,7 @@ impl<'a> Applier<'a> {
         if let Some(st) = Root::lstat_at(&pfd, base).map_err(Self::fail(e, "lstat"))? {
             let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
             if !(is_dir && e.kind == Kind::Dir) {
-                self.root
-                    .remove_at(&pfd, &rel, base)
-                    .map_err(Self::fail(e, "remove existing"))?;
+                Root::remove_at(&pfd, base).map_err(Self::fail(e, "remove existing"))?;
             }
         }
         match e.kind {
@@ -611,16 +610,13 @@ impl<'a> Applier<'a> {
             });
         }
         let name = OsStr::from_bytes(name);
-        let target = parent.join(name);
         // Missing parents are created in both modes, as containerd does before converting.
         let pfd = self
             .root
             .mkdir_all(parent)
             .map_err(Self::resolve_fail(e, "whiteout directory"))?;
         self.mark_unpacked(parent);
-        self.root
-            .remove_at(&pfd, &target, name)
-            .map_err(Self::fail(e, "remove whited-out path"))?;
+        Root::remove_at(&pfd, name).map_err(Self::fail(e, "remove whited-out path"))?;
         if self.opts.whiteouts == WhiteoutMode::Overlay {
             rustix::fs::mknodat(&pfd, name, FileType::CharacterDevice, Mode::empty(), 0)
                 .map_err(|x| Self::fail(e, "create overlay whiteout")(x.into()))?;
@@ -668,22 +664,19 @@ impl<'a> Applier<'a> {
         } else {
             base
         };
-        let names = Root::list_at(&pfd, base).map_err(Self::fail(e, "list opaque directory"))?;
-        let dfd = self
-            .root
-            .open_dir(dir)
-            .map_err(Self::resolve_fail(e, "opaque directory"))?;
-        for name in names {
-            let child = dir.join(&name);
-            if !self.unpacked.contains(&child) {
-                self.root
-                    .remove_at(&dfd, &child, &name)
-                    .map_err(Self::fail(e, "clear opaque directory"))?;
-            } else if is_dir_at(&dfd, &name) {
-                self.clear_opaque(e, &child)?;
+        let unpacked = &self.unpacked;
+        let visit = |dfd: &OwnedFd, rel: &Path, name: &OsStr| {
+            let child = dir.join(rel).join(name);
+            if !unpacked.contains(&child) {
+                Root::remove_at(dfd, name)?;
+                Ok(Visit::Skip)
+            } else if is_dir_at(dfd, name) {
+                Ok(Visit::Descend)
+            } else {
+                Ok(Visit::Skip)
             }
-        }
-        Ok(())
+        };
+        walk_at(&pfd, base, visit, |_, _| Ok(())).map_err(Self::fail(e, "clear opaque directory"))
     }
 
     fn finish_dirs(&mut self) -> Result<(), ArchiveError> {

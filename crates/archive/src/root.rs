@@ -110,75 +110,77 @@ impl Root {
 
     /// Like [`Root::open_dir`], creating missing directories (mode 0755, as containerd does for
     /// parents a layer does not list).
+    ///
+    /// Iterative, and cheap for deep paths: the deepest existing ancestor is found by binary
+    /// search (existence is monotone along a path), then the missing components are created one
+    /// by one below it.
     pub(crate) fn mkdir_all(&self, rel: &Path) -> io::Result<OwnedFd> {
+        let missing = |e: &io::Error| errno(e) == Some(Errno::NOENT);
         match self.open_dir(rel) {
-            Err(e) if errno(&e) == Some(Errno::NOENT) && !rel.as_os_str().is_empty() => {
-                let (parent, base) = split(rel);
-                let pfd = self.mkdir_all(parent)?;
-                match rustix::fs::mkdirat(&pfd, base, Mode::from_bits_truncate(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(e.into()),
+            Err(e) if missing(&e) && !rel.as_os_str().is_empty() => {}
+            r => return r,
+        }
+        let comps: Vec<&OsStr> = rel.iter().collect();
+        let prefix = |n: usize| comps[..n].iter().collect::<PathBuf>();
+        // Invariant: prefix(lo) exists, prefix(hi) does not.
+        let (mut lo, mut hi) = (0, comps.len());
+        let mut fd = self.open_dir(Path::new(""))?;
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            match self.open_dir(&prefix(mid)) {
+                Ok(f) => {
+                    lo = mid;
+                    fd = f;
                 }
-                self.open_dir(rel)
-            }
-            r => r,
-        }
-    }
-
-    /// The names in directory `name` of `dir` (not following a symlink there), without `.`/`..`.
-    pub(crate) fn list_at(dir: &OwnedFd, name: &OsStr) -> io::Result<Vec<OsString>> {
-        let fd = rustix::fs::openat(
-            dir,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let mut names = Vec::new();
-        let mut d = rustix::fs::Dir::new(fd)?;
-        while let Some(ent) = d.read() {
-            let ent = ent?;
-            let n = ent.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                names.push(OsStr::from_bytes(n).to_os_string());
+                Err(e) if missing(&e) => hi = mid,
+                Err(e) => return Err(e),
             }
         }
-        names.sort();
-        Ok(names)
-    }
-
-    /// Removes `rel` and everything under it, if it exists (like `os.RemoveAll`). A symlink is
-    /// removed, never followed.
-    pub(crate) fn remove_all(&self, rel: &Path) -> io::Result<()> {
-        let (parent, base) = split(rel);
-        if base.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "refusing to remove the root",
-            ));
+        for (i, comp) in comps.iter().enumerate().skip(lo) {
+            match rustix::fs::mkdirat(&fd, *comp, Mode::from_bits_truncate(0o755)) {
+                Ok(()) => {
+                    fd = rustix::fs::openat(
+                        &fd,
+                        *comp,
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )?;
+                }
+                // Something is there already (a symlink, say): resolve it in scope.
+                Err(Errno::EXIST) => fd = self.open_dir(&prefix(i + 1))?,
+                Err(e) => return Err(e.into()),
+            }
         }
-        let pfd = match self.open_dir(parent) {
-            Ok(fd) => fd,
-            Err(e) if matches!(errno(&e), Some(Errno::NOENT | Errno::NOTDIR)) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        self.remove_at(&pfd, rel, base)
+        Ok(fd)
     }
 
-    /// Removes `base` in the directory `pfd` (which is `rel`'s parent) and everything under it.
-    /// The recursion re-resolves each child from the root instead of holding a descriptor per
-    /// level, so depth is not bounded by the descriptor limit.
-    pub(crate) fn remove_at(&self, pfd: &OwnedFd, rel: &Path, base: &OsStr) -> io::Result<()> {
+    /// Removes `base` in the directory `pfd` and everything under it,
+    /// like `os.RemoveAll`; a symlink is removed, never followed.
+    pub(crate) fn remove_at(pfd: &OwnedFd, base: &OsStr) -> io::Result<()> {
         match rustix::fs::unlinkat(pfd, base, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => return Ok(()),
             Err(Errno::ISDIR) | Err(Errno::PERM) => {}
             Err(e) => return Err(e.into()),
         }
-        for name in Self::list_at(pfd, base)? {
-            self.remove_all(&rel.join(name))?;
-        }
-        match rustix::fs::unlinkat(pfd, base, AtFlags::REMOVEDIR) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
+        let unlink = |dir: &OwnedFd, _: &Path, name: &OsStr| match rustix::fs::unlinkat(
+            dir,
+            name,
+            AtFlags::empty(),
+        ) {
+            Ok(()) | Err(Errno::NOENT) => Ok(Visit::Skip),
+            Err(Errno::ISDIR) | Err(Errno::PERM) => Ok(Visit::Descend),
             Err(e) => Err(e.into()),
+        };
+        let rmdir =
+            |dir: &OwnedFd, name: &OsStr| match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+            {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
+        match walk_at(pfd, base, unlink, rmdir) {
+            // unlinkat said EPERM about something that is not a directory after all.
+            Err(e) if errno(&e) == Some(Errno::NOTDIR) => Err(Errno::PERM.into()),
+            r => r,
         }
     }
 
@@ -189,5 +191,103 @@ impl Root {
             Err(Errno::NOENT) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// What [`walk_at`] does with a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Visit {
+    Skip,
+    Descend,
+}
+
+/// Directories kept open on the way down; the ones above are reopened through `..` (checked
+/// against the device and inode seen on the way down) when the walk climbs back.
+const HELD_FDS: usize = 32;
+
+struct Frame {
+    fd: Option<OwnedFd>,
+    id: (u64, u64),
+    name: OsString,
+    /// Children still to visit, last first.
+    todo: Vec<OsString>,
+}
+
+fn open_frame(dir: &OwnedFd, name: &OsStr) -> io::Result<Frame> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    let mut todo = Vec::new();
+    let mut d = rustix::fs::Dir::read_from(&fd)?;
+    while let Some(ent) = d.read() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            todo.push(OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    todo.sort_by(|a, b| b.cmp(a));
+    Ok(Frame {
+        fd: Some(fd),
+        id: (st.st_dev, st.st_ino),
+        name: name.to_os_string(),
+        todo,
+    })
+}
+
+/// Walks the tree below directory `name` of `dir` depth first, without recursion and in time
+/// linear in its size, never following symlinks. `visit(parent, rel, child)` is called for each
+/// child (`rel` is the parent's path below the start) and says whether to descend into it;
+/// `leave(parent, name)` is called after a directory's children (the start directory last, with
+/// `dir` and `name`).
+pub(crate) fn walk_at(
+    dir: &OwnedFd,
+    name: &OsStr,
+    mut visit: impl FnMut(&OwnedFd, &Path, &OsStr) -> io::Result<Visit>,
+    mut leave: impl FnMut(&OwnedFd, &OsStr) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut stack = vec![open_frame(dir, name)?];
+    let mut rel = PathBuf::new();
+    loop {
+        let depth = stack.len();
+        let top = stack.last_mut().expect("walk stack is never empty here");
+        let fd = top.fd.as_ref().expect("the top frame is open");
+        if let Some(child) = top.todo.pop() {
+            if visit(fd, &rel, &child)? == Visit::Descend {
+                let frame = open_frame(fd, &child)?;
+                rel.push(&child);
+                stack.push(frame);
+                if depth >= HELD_FDS {
+                    stack[depth - HELD_FDS].fd = None;
+                }
+            }
+            continue;
+        }
+        let done = stack.pop().expect("walk stack is never empty here");
+        rel.pop();
+        let Some(parent) = stack.last_mut() else {
+            drop(done.fd);
+            return leave(dir, name);
+        };
+        if parent.fd.is_none() {
+            let child_fd = done.fd.as_ref().expect("the top frame is open");
+            let up = rustix::fs::openat(
+                child_fd,
+                "..",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let st = rustix::fs::fstat(&up)?;
+            if (st.st_dev, st.st_ino) != parent.id {
+                return Err(io::Error::other("directory moved during the walk"));
+            }
+            parent.fd = Some(up);
+        }
+        drop(done.fd);
+        leave(parent.fd.as_ref().expect("just reopened"), &done.name)?;
     }
 }

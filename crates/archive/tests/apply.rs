@@ -583,3 +583,27 @@ fn header_only_types_carry_no_data_as_in_go() {
     apply(t.path(), &bytes, &delete_mode()).unwrap();
     assert_eq!(std::fs::read(t.path().join("d/f")).unwrap(), b"after");
 }
+
+#[test]
+fn deep_trees_are_created_and_removed_without_recursion() {
+    // 2000 levels, the most a 4096-byte name allows; created, cleared as opaque, whited out.
+    let deep = format!("d/{}f", "a/".repeat(1999));
+    let t = tempfile::tempdir().unwrap();
+    apply(t.path(), &layer(&[E::file(&deep, b"deep")]), &delete_mode()).unwrap();
+    assert_eq!(std::fs::read(t.path().join(&deep)).unwrap(), b"deep");
+    apply(
+        t.path(),
+        &layer(&[E::whiteout("d/.wh..wh..opq")]),
+        &delete_mode(),
+    )
+    .unwrap();
+    assert!(t.path().join("d").exists() && !t.path().join("d/a").exists());
+    apply(
+        t.path(),
+        &layer(&[E::file(&deep, b"again")]),
+        &delete_mode(),
+    )
+    .unwrap();
+    apply(t.path(), &layer(&[E::whiteout(".wh.d")]), &delete_mode()).unwrap();
+    assert!(!t.path().join("d").exists());
+}
