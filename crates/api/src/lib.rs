@@ -9,6 +9,8 @@
 pub use containerd_client::{events, google, services, to_any, types};
 pub use prost_types;
 
+pub mod convert;
+
 macro_rules! server {
     ($mod:ident, $pkg:literal) => {
         #[allow(missing_docs)]

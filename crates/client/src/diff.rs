@@ -8,8 +8,9 @@ use berth_core::{Descriptor, Error, Result};
 use containerd_client::services::v1::{diff_client::DiffClient, ApplyRequest, DiffRequest};
 use tonic::transport::Channel;
 
-use crate::images::{descriptor_from_pb, descriptor_to_pb};
-use crate::snapshots::mounts_to_pb;
+use berth_api::convert::{descriptor_msg, mounts_msg};
+
+use crate::images::descriptor_from_pb;
 use crate::{
     from_labels, request, status_to_error, RemoteContentStore, RemoteLeases, RemoteSnapshotter,
 };
@@ -55,8 +56,8 @@ impl RemoteDiff {
         mounts: Vec<Mount>,
     ) -> Result<Descriptor> {
         let req = ApplyRequest {
-            diff: Some(descriptor_to_pb(desc)),
-            mounts: mounts_to_pb(mounts),
+            diff: Some(descriptor_msg(desc)),
+            mounts: mounts_msg(mounts),
             payloads: Default::default(),
             sync_fs: false,
         };
@@ -82,8 +83,8 @@ impl RemoteDiff {
         opts: DiffOptions,
     ) -> Result<Descriptor> {
         let req = DiffRequest {
-            left: mounts_to_pb(lower),
-            right: mounts_to_pb(upper),
+            left: mounts_msg(lower),
+            right: mounts_msg(upper),
             media_type: opts.media_type,
             r#ref: opts.reference,
             labels: from_labels(opts.labels),

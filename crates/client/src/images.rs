@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use berth_core::images::{Image, ImageStore};
-use berth_core::{Descriptor, Digest, Error, Result};
+use berth_core::{Descriptor, Error, Result};
 use containerd_client::services::v1::{
     images_client::ImagesClient, CreateImageRequest, DeleteImageRequest, GetImageRequest,
     Image as PbImage, ListImagesRequest, UpdateImageRequest,
@@ -32,26 +32,10 @@ impl RemoteImages {
     }
 }
 
-/// A descriptor message as berth's descriptor; an invalid digest from the server is internal.
+/// A descriptor message from the server; an invalid digest there is an internal error.
 pub(crate) fn descriptor_from_pb(d: PbDescriptor) -> Result<Descriptor> {
-    let digest = Digest::parse(&d.digest)
-        .map_err(|e| Error::internal(format!("server sent an invalid digest: {e}")))?;
-    Ok(Descriptor {
-        media_type: d.media_type,
-        digest,
-        size: d.size,
-        annotations: to_labels(d.annotations),
-    })
-}
-
-/// berth's descriptor as a message.
-pub(crate) fn descriptor_to_pb(d: Descriptor) -> PbDescriptor {
-    PbDescriptor {
-        media_type: d.media_type,
-        digest: d.digest.to_string(),
-        size: d.size,
-        annotations: from_labels(d.annotations),
-    }
+    berth_api::convert::descriptor_from_msg(d)
+        .map_err(|e| Error::internal(format!("server sent an invalid digest: {e}")))
 }
 
 fn image_from_pb(i: PbImage) -> Result<Image> {
@@ -76,7 +60,7 @@ fn image_to_pb(i: Image) -> PbImage {
     PbImage {
         name: i.name,
         labels: from_labels(i.labels),
-        target: Some(descriptor_to_pb(i.target)),
+        target: Some(berth_api::convert::descriptor_msg(i.target)),
         created_at: epoch(i.created_at),
         updated_at: epoch(i.updated_at),
     }
@@ -171,7 +155,7 @@ mod tests {
             labels: BTreeMap::from([("a".to_string(), "1".to_string())]),
             target: Descriptor {
                 media_type: "application/vnd.oci.image.index.v1+json".into(),
-                digest: Digest::sha256_of(b"index"),
+                digest: berth_core::Digest::sha256_of(b"index"),
                 size: 5,
                 annotations: BTreeMap::from([("k".to_string(), "v".to_string())]),
             },

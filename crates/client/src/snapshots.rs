@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_api::convert::mounts_from_msg;
 use berth_core::snapshots::{Info, Kind, Mount, Snapshotter, Usage};
 use berth_core::{Error, Result};
 use containerd_client::services::v1::snapshots::{
@@ -10,7 +11,6 @@ use containerd_client::services::v1::snapshots::{
     RemoveSnapshotRequest, StatSnapshotRequest, UpdateSnapshotRequest, UsageRequest,
     ViewSnapshotRequest,
 };
-use containerd_client::types::Mount as PbMount;
 use tonic::transport::Channel;
 
 use crate::{from_labels, request, status_to_error, to_labels, to_time};
@@ -50,32 +50,6 @@ impl RemoteSnapshotter {
     fn req<T>(&self, msg: T) -> tonic::Request<T> {
         request(msg, &self.ns, self.lease.as_deref())
     }
-}
-
-/// Mount messages as berth's mounts.
-pub fn mounts_from_pb(mounts: Vec<PbMount>) -> Vec<Mount> {
-    mounts
-        .into_iter()
-        .map(|m| Mount {
-            kind: m.r#type,
-            source: m.source,
-            target: Some(m.target).filter(|t| !t.is_empty()),
-            options: m.options,
-        })
-        .collect()
-}
-
-/// berth's mounts as messages.
-pub fn mounts_to_pb(mounts: Vec<Mount>) -> Vec<PbMount> {
-    mounts
-        .into_iter()
-        .map(|m| PbMount {
-            r#type: m.kind,
-            source: m.source,
-            target: m.target.unwrap_or_default(),
-            options: m.options,
-        })
-        .collect()
 }
 
 fn info_from_pb(i: PbInfo) -> Info {
@@ -165,7 +139,7 @@ impl Snapshotter for RemoteSnapshotter {
             .mounts(self.req(req))
             .await
             .map_err(status_to_error)?;
-        Ok(mounts_from_pb(resp.into_inner().mounts))
+        Ok(mounts_from_msg(resp.into_inner().mounts))
     }
 
     async fn prepare(
@@ -185,7 +159,7 @@ impl Snapshotter for RemoteSnapshotter {
             .prepare(self.req(req))
             .await
             .map_err(status_to_error)?;
-        Ok(mounts_from_pb(resp.into_inner().mounts))
+        Ok(mounts_from_msg(resp.into_inner().mounts))
     }
 
     async fn view(
@@ -205,7 +179,7 @@ impl Snapshotter for RemoteSnapshotter {
             .view(self.req(req))
             .await
             .map_err(status_to_error)?;
-        Ok(mounts_from_pb(resp.into_inner().mounts))
+        Ok(mounts_from_msg(resp.into_inner().mounts))
     }
 
     async fn commit(&self, name: &str, key: &str, labels: BTreeMap<String, String>) -> Result<()> {

@@ -10,6 +10,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use berth_api::convert::{descriptor_from_msg, descriptor_msg, mounts_from_msg};
 use berth_api::diff::diff_server::Diff;
 use berth_api::services::v1::{ApplyRequest, ApplyResponse, DiffRequest, DiffResponse};
 use berth_archive::{
@@ -20,9 +21,7 @@ use berth_core::snapshots::Mount;
 use berth_core::{Descriptor, Error};
 use berth_metadata::Metadata;
 
-use crate::images::{descriptor_from_msg, descriptor_msg};
 use crate::request::{lease, namespace};
-use crate::snapshots::mounts_from_msg;
 use crate::status::{GrpcResult, IntoStatus};
 
 /// The label containerd puts on a compressed layer blob: its diff_id.
@@ -242,7 +241,8 @@ impl Diff for DiffService {
         let desc = descriptor_from_msg(
             r.diff
                 .ok_or_else(|| tonic::Status::invalid_argument("diff must not be empty"))?,
-        )?;
+        )
+        .grpc()?;
         let applied = DiffService::apply(self, &ns, desc, mounts_from_msg(r.mounts))
             .await
             .grpc()?;

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use berth_api::convert::{descriptor_from_msg, descriptor_msg};
 use berth_api::images::images_server::Images;
 use berth_api::services::v1::{
     CreateImageRequest, CreateImageResponse, DeleteImageRequest, GetImageRequest, GetImageResponse,
     Image as ImageMsg, ImageCreate, ImageDelete, ImageUpdate, ListImagesRequest,
     ListImagesResponse, UpdateImageRequest, UpdateImageResponse,
 };
-use berth_api::types::Descriptor as DescriptorMsg;
 use berth_core::images::{Image, ImageStore};
 use berth_core::{Descriptor, Digest};
 
@@ -21,26 +21,6 @@ use crate::status::{GrpcResult, IntoStatus};
 pub struct ImagesService<S> {
     pub store: Arc<S>,
     pub exchange: Exchange,
-}
-
-/// A descriptor message as berth's type; an unparsable digest is an invalid argument.
-pub fn descriptor_from_msg(d: DescriptorMsg) -> Result<Descriptor, tonic::Status> {
-    Ok(Descriptor {
-        media_type: d.media_type,
-        digest: Digest::parse(&d.digest).grpc()?,
-        size: d.size,
-        annotations: d.annotations.into_iter().collect(),
-    })
-}
-
-/// berth's descriptor as a message.
-pub fn descriptor_msg(d: Descriptor) -> DescriptorMsg {
-    DescriptorMsg {
-        media_type: d.media_type,
-        digest: d.digest.to_string(),
-        size: d.size,
-        annotations: d.annotations.into_iter().collect(),
-    }
 }
 
 fn image_msg(i: Image) -> ImageMsg {
@@ -56,7 +36,7 @@ fn image_msg(i: Image) -> ImageMsg {
 fn image_from_msg(m: Option<ImageMsg>) -> Result<Image, tonic::Status> {
     let m = m.ok_or_else(|| tonic::Status::invalid_argument("image must not be empty"))?;
     let target = match m.target {
-        Some(t) if !t.digest.is_empty() => descriptor_from_msg(t)?,
+        Some(t) if !t.digest.is_empty() => descriptor_from_msg(t).grpc()?,
         // Field-masked updates may leave the target out; an empty one fails validation later.
         _ => Descriptor {
             media_type: String::new(),

@@ -4,6 +4,7 @@
 
 use std::pin::Pin;
 
+use berth_api::convert::mounts_msg;
 use berth_api::events::{SnapshotCommit, SnapshotPrepare, SnapshotRemove};
 use berth_api::services::v1::snapshots::{
     CleanupRequest, CommitSnapshotRequest, Info as InfoMsg, Kind as KindMsg, ListSnapshotsRequest,
@@ -13,8 +14,7 @@ use berth_api::services::v1::snapshots::{
     ViewSnapshotRequest, ViewSnapshotResponse,
 };
 use berth_api::snapshots::snapshots_server::Snapshots;
-use berth_api::types::Mount as MountMsg;
-use berth_core::snapshots::{Info, Kind, Mount, Snapshotter};
+use berth_core::snapshots::{Info, Kind, Snapshotter};
 use berth_metadata::{Metadata, NamespacedSnapshotter};
 use tokio_stream::Stream;
 
@@ -31,32 +31,6 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>
 pub struct SnapshotsService {
     pub meta: Metadata,
     pub exchange: Exchange,
-}
-
-/// Mounts as messages.
-pub fn mounts_msg(mounts: Vec<Mount>) -> Vec<MountMsg> {
-    mounts
-        .into_iter()
-        .map(|m| MountMsg {
-            r#type: m.kind,
-            source: m.source,
-            target: m.target.unwrap_or_default(),
-            options: m.options,
-        })
-        .collect()
-}
-
-/// Mount messages as berth's mounts.
-pub fn mounts_from_msg(mounts: Vec<MountMsg>) -> Vec<Mount> {
-    mounts
-        .into_iter()
-        .map(|m| Mount {
-            kind: m.r#type,
-            source: m.source,
-            target: Some(m.target).filter(|t| !t.is_empty()),
-            options: m.options,
-        })
-        .collect()
 }
 
 fn info_msg(i: Info) -> InfoMsg {
