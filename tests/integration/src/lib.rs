@@ -97,6 +97,20 @@ impl Berthd {
         d
     }
 
+    /// A gRPC channel to this berthd (retrying while it starts).
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match berth_client::connect(self.address()).await {
+                Ok(c) => return c,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("connect to berthd: {e}"),
+            }
+        }
+    }
+
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
     }

@@ -2,8 +2,6 @@
 //! berth-client's `RemoteContentStore`: the same cases the in-process store passes must pass over
 //! the wire. Each case gets a fresh berthd.
 
-use std::time::{Duration, Instant};
-
 use berth_client::RemoteContentStore;
 use berth_integration_tests::{enabled, Berthd};
 
@@ -12,17 +10,7 @@ async fn setup(case: &str) -> Option<(RemoteContentStore, Berthd)> {
         return None;
     }
     let daemon = Berthd::start();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let channel = loop {
-        match berth_client::connect(daemon.address()).await {
-            Ok(c) => break c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("connect to berthd: {e}"),
-        }
-    };
+    let channel = daemon.channel().await;
     Some((RemoteContentStore::new(channel), daemon))
 }
 

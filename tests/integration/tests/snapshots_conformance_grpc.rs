@@ -4,7 +4,6 @@
 //! works under a lease, as containerd's clients do.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use berth_client::{RemoteLeases, RemoteSnapshotter};
 use berth_core::leases::LeaseManager;
@@ -15,16 +14,7 @@ async fn remote(case: &str, snapshotter: &str) -> Option<(RemoteSnapshotter, Ber
         return None;
     }
     let daemon = Berthd::start();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let channel = loop {
-        match berth_client::connect(daemon.address()).await {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("connect to berthd: {e}"),
-        }
-    };
+    let channel = daemon.channel().await;
     // As every containerd client does, work under a lease: berthd's collector (run after each
     // removal) would otherwise collect snapshots that nothing references.
     let lease = LeaseManager::create(
