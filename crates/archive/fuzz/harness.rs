@@ -85,7 +85,11 @@ pub fn fuzz_apply(data: &[u8]) {
         ..ApplyOptions::default()
     };
     let _ = apply_layer(&root, data, &opts);
-    assert_eq!(outside_root(outer, &root), before, "something outside the root changed");
+    assert_eq!(
+        outside_root(outer, &root),
+        before,
+        "something outside the root changed"
+    );
     assert_eq!(std::fs::read(outer.join("x/y/victim")).unwrap(), b"victim");
     assert_eq!(std::fs::read(outer.join("x/passwd")).unwrap(), b"passwd");
     loosen(&sandbox);

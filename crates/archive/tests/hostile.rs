@@ -410,3 +410,52 @@ fn nul_bytes_in_names_are_rejected() {
     expect(err, ErrorKind::InvalidArgument, &["NUL"]);
     s.assert_contained();
 }
+
+#[test]
+fn symlinks_inside_the_root_are_followed_in_both_modes() {
+    // `lib -> usr/lib` is how real images look; writing through it stays inside and works.
+    for c in [Containment::Reject, Containment::InRoot] {
+        let s = Sandbox::new();
+        let entries = [
+            E::dir("usr/lib/"),
+            E::symlink("lib", "usr/lib"),
+            E::symlink("lib64", "./usr/../usr/lib"),
+            E::file("lib/x", b"x"),
+            E::file("lib64/y", b"y"),
+            E::hardlink("usr/h", "lib/x"),
+        ];
+        s.apply(&layer(&entries), &opts(c, WhiteoutMode::Delete))
+            .unwrap();
+        assert_eq!(std::fs::read(s.root.join("usr/lib/x")).unwrap(), b"x");
+        assert_eq!(std::fs::read(s.root.join("usr/lib/y")).unwrap(), b"y");
+        assert_eq!(std::fs::read(s.root.join("usr/h")).unwrap(), b"x");
+        s.assert_contained();
+    }
+}
+
+#[test]
+fn contained_mode_re_roots_absolute_symlinks() {
+    // `/var/run -> /run` style: absolute targets mean the image's own root.
+    let s = Sandbox::new();
+    let entries = [
+        E::dir("run/"),
+        E::dir("var/"),
+        E::symlink("var/run", "/run"),
+        E::file("var/run/pid", b"1"),
+    ];
+    let err = s
+        .apply(
+            &layer(&entries),
+            &opts(Containment::Reject, WhiteoutMode::Delete),
+        )
+        .unwrap_err();
+    assert!(matches!(err, ArchiveError::SymlinkEscape { .. }), "{err}");
+    let s = Sandbox::new();
+    s.apply(
+        &layer(&entries),
+        &opts(Containment::InRoot, WhiteoutMode::Delete),
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(s.root.join("run/pid")).unwrap(), b"1");
+    s.assert_contained();
+}
