@@ -10,6 +10,7 @@
 //! Architecture invariant: this crate knows nothing of gRPC, redb or syscalls. It is pure data
 //! and logic, so it can be tested without a daemon, a database or root.
 
+pub mod containers;
 pub mod content;
 pub mod digest;
 pub mod error;

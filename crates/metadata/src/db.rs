@@ -15,6 +15,9 @@ pub(crate) const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new
 pub(crate) const CONTENT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("content");
 pub(crate) const LEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("leases");
 pub(crate) const IMAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("images");
+/// (namespace, container id) → container record.
+pub(crate) const CONTAINERS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("containers");
 /// (namespace, snapshotter, key or name) → snapshot record.
 pub(crate) const SNAPSHOTS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("snapshots");
@@ -143,6 +146,7 @@ impl Metadata {
             txn.open_table(LEASE_RESOURCES)?;
             txn.open_table(IMAGES)?;
             txn.open_table(SNAPSHOTS)?;
+            txn.open_table(CONTAINERS)?;
         }
         txn.commit()?;
         Ok(Metadata {

@@ -21,6 +21,10 @@ pub enum MetadataError {
     ImageNotFound(String),
     #[error("image {0:?}: already exists")]
     ImageExists(String),
+    #[error("container {id:?} in namespace {namespace:?}: not found")]
+    ContainerNotFound { id: String, namespace: String },
+    #[error("container {0:?}: already exists")]
+    ContainerExists(String),
     #[error("snapshot {0} does not exist: not found")]
     SnapshotNotFound(String),
     #[error("snapshot {0:?}: already exists")]
@@ -45,11 +49,13 @@ impl MetadataError {
             | MetadataError::ContentNotFound(_)
             | MetadataError::LeaseNotFound(_)
             | MetadataError::ImageNotFound(_)
+            | MetadataError::ContainerNotFound { .. }
             | MetadataError::SnapshotNotFound(_) => ErrorKind::NotFound,
             MetadataError::NamespaceExists(_)
             | MetadataError::ContentExists(_)
             | MetadataError::LeaseExists(_)
             | MetadataError::ImageExists(_)
+            | MetadataError::ContainerExists(_)
             | MetadataError::SnapshotExists(_) => ErrorKind::AlreadyExists,
             MetadataError::NamespaceNotEmpty { .. } => ErrorKind::FailedPrecondition,
             MetadataError::SchemaTooNew { .. }

@@ -2,8 +2,10 @@
 //!
 //! **Nodes** are content records (by digest) and snapshot records (by snapshotter and key), per
 //! namespace. **Roots**: every lease that has not expired (its resources, and what its labels
-//! reference), every image that has not expired (its target, and what its labels reference), and
-//! every record labelled `containerd.io/gc.root`. **References**: labels
+//! reference), every image that has not expired (its target, and what its labels reference), every
+//! container (its snapshot `snapshots/<snapshotter>/<snapshot key>`, the target of the image it
+//! names if that image record exists, and what its labels reference), and every record labelled
+//! `containerd.io/gc.root`. **References**: labels
 //! `containerd.io/gc.ref.content.*` name blobs and `containerd.io/gc.ref.snapshot.<snapshotter>`
 //! name snapshots of the same namespace; a snapshot references its parent. A lease labelled
 //! `containerd.io/gc.flat` keeps its resources (and a snapshot's parents) but not what they
@@ -23,9 +25,10 @@ use berth_core::{labels, Digest};
 use redb::ReadableTable;
 use serde::Serialize;
 
+use crate::containers::ContainerRecord;
 use crate::db::{
-    decode, ContentRecord, LeaseRecord, Metadata, CONTENT, IMAGES, LEASES, LEASE_RESOURCES,
-    SNAPSHOTS,
+    decode, ContentRecord, LeaseRecord, Metadata, CONTAINERS, CONTENT, IMAGES, LEASES,
+    LEASE_RESOURCES, SNAPSHOTS,
 };
 use crate::error::Result;
 use crate::images::ImageRecord;
@@ -183,6 +186,31 @@ impl Metadata {
                         continue;
                     }
                     roots.push_back(content_node(ns, &rec.digest));
+                    roots.extend(label_refs(ns, &rec.labels));
+                }
+            }
+            // Containers: their snapshot, their image's target (expired or not: a container in
+            // use keeps what it was made from) and what their labels reference.
+            {
+                let t = txn.open_table(CONTAINERS)?;
+                let images = txn.open_table(IMAGES)?;
+                for e in t.iter()? {
+                    let (k, v) = e?;
+                    let (ns, id) = k.value();
+                    let rec: ContainerRecord = decode(id, v.value())?;
+                    if !rec.snapshotter.is_empty() && !rec.snapshot_key.is_empty() {
+                        roots.push_back((
+                            ns.to_string(),
+                            format!("snapshots/{}", rec.snapshotter),
+                            rec.snapshot_key.clone(),
+                        ));
+                    }
+                    if !rec.image.is_empty() {
+                        if let Some(iv) = images.get((ns, rec.image.as_str()))? {
+                            let image: ImageRecord = decode(&rec.image, iv.value())?;
+                            roots.push_back(content_node(ns, &image.digest));
+                        }
+                    }
                     roots.extend(label_refs(ns, &rec.labels));
                 }
             }

@@ -16,12 +16,14 @@
 //! | `lease_resources` | (namespace, lease, kind, id)      | ()                                      |
 //! | `snapshots`       | (namespace, snapshotter, key)     | JSON `{kind, backend, parent, labels, created_at, updated_at}` |
 //! | `images`          | (namespace, name)                 | JSON `{media_type, digest, size, annotations, labels, created_at, updated_at}` |
+//! | `containers`      | (namespace, id)                   | JSON `{image, runtime, runtime_options, spec, snapshotter, snapshot_key, labels, extensions, sandbox, created_at, updated_at}` (opaque values as `{type_url, value: hex}`) |
 //!
 //! Times are nanoseconds since the Unix epoch. Architecture invariant: every change that touches
 //! more than one record is one redb write transaction, so a crash (even `kill -9`) leaves either all
 //! of it or none; blobs on disk are written before their record and removed only by the collector,
 //! so a crash between the two leaves at worst an unreferenced blob that the next collection removes.
 
+mod containers;
 mod content;
 mod db;
 mod error;

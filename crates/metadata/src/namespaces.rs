@@ -5,7 +5,8 @@ use berth_core::{identifiers, labels};
 use redb::ReadableTable;
 
 use crate::db::{
-    decode, encode, keys_in_ns, Metadata, NamespaceRecord, CONTENT, IMAGES, LEASES, NAMESPACES,
+    decode, encode, keys_in_ns, Metadata, NamespaceRecord, CONTAINERS, CONTENT, IMAGES, LEASES,
+    NAMESPACES,
 };
 use crate::error::{MetadataError, Result};
 
@@ -80,6 +81,9 @@ impl Metadata {
             }
             if !keys_in_ns(&txn.open_table(CONTENT)?, name)?.is_empty() {
                 left.push("blobs");
+            }
+            if !keys_in_ns(&txn.open_table(CONTAINERS)?, name)?.is_empty() {
+                left.push("containers");
             }
             if !keys_in_ns(&txn.open_table(LEASES)?, name)?.is_empty() {
                 left.push("leases");
