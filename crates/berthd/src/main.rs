@@ -1,11 +1,12 @@
 //! berthd: the berth daemon. Serves containerd's v1 gRPC API on a unix socket.
 
 mod config;
+mod publish;
 mod server;
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// berth's container runtime daemon (containerd-compatible gRPC over a unix socket).
 #[derive(Debug, Parser)]
@@ -26,6 +27,23 @@ pub struct Args {
     /// Log filter (tracing's env-filter syntax, e.g. `debug`), overriding the config.
     #[arg(short, long)]
     pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish one event to the berthd at --address: the event (a protobuf `Any`) is read from
+    /// stdin. Shims given `-publish-binary` call this, as containerd's `containerd publish`.
+    Publish {
+        /// The event's topic, e.g. `/tasks/exit`.
+        #[arg(long)]
+        topic: String,
+        /// The namespace the event belongs to.
+        #[arg(long)]
+        namespace: String,
+    },
 }
 
 fn main() {
@@ -37,6 +55,16 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Publish { topic, namespace }) = &args.command {
+        let address = args
+            .address
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_ADDRESS));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return rt.block_on(publish::publish(&address, topic, namespace));
+    }
     let explicit = args.config.is_some();
     let path = args
         .config

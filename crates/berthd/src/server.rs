@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use berth_api::containers::containers_server::ContainersServer;
 use berth_api::content::content_server::ContentServer;
 use berth_api::diff::diff_server::DiffServer;
 use berth_api::events_service::events_server::EventsServer;
@@ -14,9 +15,12 @@ use berth_api::introspection::introspection_server::IntrospectionServer;
 use berth_api::leases::leases_server::LeasesServer;
 use berth_api::namespaces::namespaces_server::NamespacesServer;
 use berth_api::snapshots::snapshots_server::SnapshotsServer;
+use berth_api::tasks::tasks_server::TasksServer;
 use berth_api::version::version_server::VersionServer;
 use berth_content::LocalStore;
 use berth_metadata::{DynSnapshotter, Metadata};
+use berth_runtime::{RuntimeConfig, ShimEventsServer, TaskManager};
+use berth_services::containers::ContainersService;
 use berth_services::content::ContentService;
 use berth_services::diff::DiffService;
 use berth_services::events::EventsService;
@@ -25,6 +29,7 @@ use berth_services::introspection::IntrospectionService;
 use berth_services::leases::LeasesService;
 use berth_services::namespaces::NamespacesService;
 use berth_services::snapshots::SnapshotsService;
+use berth_services::tasks::TasksService;
 use berth_services::version::VersionService;
 use berth_services::{Exchange, Plugin, PluginRegistry};
 use tokio::net::UnixListener;
@@ -222,10 +227,45 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         ("leases", &["io.containerd.lease.v1"][..]),
         ("namespaces", &["io.containerd.metadata.v1"][..]),
         ("snapshots", &["io.containerd.snapshotter.v1"][..]),
+        (
+            "containers",
+            &["io.containerd.metadata.v1", "io.containerd.gc.v1"][..],
+        ),
+        (
+            "tasks",
+            &["io.containerd.runtime.v2", "io.containerd.metadata.v1"][..],
+        ),
         ("version", &[][..]),
     ] {
         registry.register(Plugin::new("io.containerd.grpc.v1", id, requires));
     }
+
+    // Tasks: shims forward their events to the ttrpc socket; tasks left running by a previous
+    // berthd are found again before any client can ask for them.
+    let ttrpc_address = state.join("berthd.sock.ttrpc");
+    let events_server = ShimEventsServer::serve(&ttrpc_address, Arc::new(exchange.clone()))
+        .await
+        .context("serve the ttrpc events socket")?;
+    let runtime = TaskManager::new(
+        runtime_config(&root, &state, &address, &ttrpc_address)?,
+        Arc::new(exchange.clone()),
+    );
+    let loaded = runtime.load_existing().await;
+    registry.register(
+        Plugin::new(
+            "io.containerd.runtime.v2",
+            "task",
+            &["io.containerd.event.v1", "io.containerd.metadata.v1"],
+        )
+        .export(
+            "state",
+            state
+                .join(berth_runtime::bundle::TASK_DIR)
+                .display()
+                .to_string(),
+        )
+        .export("ttrpc_address", ttrpc_address.display().to_string()),
+    );
 
     let store = Arc::new(meta.clone());
     let gc_task = tokio::spawn(meta.clone().run_gc_scheduler(gc_config));
@@ -258,6 +298,14 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
             exchange: exchange.clone(),
         })))
         .add_service(limits!(DiffServer::new(DiffService { meta: meta.clone() })))
+        .add_service(limits!(ContainersServer::new(ContainersService {
+            store: store.clone(),
+            exchange: exchange.clone(),
+        })))
+        .add_service(limits!(TasksServer::new(TasksService {
+            meta: meta.clone(),
+            runtime: runtime.clone(),
+        })))
         .add_service(limits!(LeasesServer::new(LeasesService {
             leases: store.clone(),
         })))
@@ -273,6 +321,8 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         address = %address.display(),
         root = %root.display(),
         state = %state.display(),
+        tasks_reconnected = loaded.reconnected.len(),
+        tasks_cleaned_up = loaded.cleaned_up.len(),
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "berthd ready, serving"
     );
@@ -298,10 +348,31 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         }
     };
     gc_task.abort();
+    // Shims keep running; a later berthd reconnects to them.
+    events_server.shutdown().await;
     let _ = std::fs::remove_file(&address);
     served.context("serve gRPC")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where the runtime keeps bundles and finds shims: berthd's own directory is searched after
+/// `PATH`, so `containerd-shim-berth-v2` installed beside berthd is found.
+fn runtime_config(
+    root: &Path,
+    state: &Path,
+    address: &Path,
+    ttrpc_address: &Path,
+) -> anyhow::Result<RuntimeConfig> {
+    let exe = std::env::current_exe().context("locate the berthd executable")?;
+    Ok(RuntimeConfig {
+        state: state.to_path_buf(),
+        root: root.to_path_buf(),
+        grpc_address: address.to_path_buf(),
+        ttrpc_address: ttrpc_address.to_path_buf(),
+        shim_dirs: exe.parent().map(Path::to_path_buf).into_iter().collect(),
+        publish_binary: exe,
+    })
 }
 
 /// Open the snapshotter backends under `root` and hand them to the metadata layer; one that

@@ -7,6 +7,7 @@
 //! mapping from [`berth_core::ErrorKind`] to [`tonic::Code`]. The namespace of every request is read
 //! here, from the `containerd-namespace` header ([`request`]), and passed explicitly below.
 
+pub mod containers;
 pub mod content;
 pub mod diff;
 pub mod events;
@@ -18,6 +19,7 @@ pub mod plugins;
 pub mod request;
 pub mod snapshots;
 pub mod status;
+pub mod tasks;
 pub mod version;
 
 pub use events::Exchange;
