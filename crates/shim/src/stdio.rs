@@ -483,12 +483,14 @@ pub fn exec_logger(program: &str, args: &[String]) -> io::Error {
     use std::os::unix::process::CommandExt;
     let moved = (|| -> io::Result<Vec<OwnedFd>> {
         let mut fds = Vec::new();
+        // Each dup takes the lowest free fd from 3 on: 3, 4, 5 in a process that has only its
+        // standard streams open.
         for (want, from) in [
-            (3, io::stdin().as_fd().try_clone_to_owned()?),
-            (4, io::stderr().as_fd().try_clone_to_owned()?),
-            (5, io::stdout().as_fd().try_clone_to_owned()?),
+            (3, io::stdin().as_fd()),
+            (4, io::stderr().as_fd()),
+            (5, io::stdout().as_fd()),
         ] {
-            let fd = rustix::io::fcntl_dupfd_cloexec(&from, want)?;
+            let fd = rustix::io::fcntl_dupfd_cloexec(from, want)?;
             if std::os::fd::AsRawFd::as_raw_fd(&fd) != want {
                 return Err(io::Error::other(format!("fd {want} is not free")));
             }

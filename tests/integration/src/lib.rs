@@ -5,6 +5,7 @@
 //! prints why it skipped and passes without checking anything (run them with `scripts/test`).
 
 pub mod registry;
+pub mod shim;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
