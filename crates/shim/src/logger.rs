@@ -60,7 +60,12 @@ pub fn init(debug: bool) {
         rustix::fs::Mode::empty(),
     )
     .ok()
-    .map(File::from);
+    .map(File::from)
+    // Only containerd's FIFO: never write over a regular file someone named `log`.
+    .filter(|f| {
+        f.metadata()
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()))
+    });
     if let Some(f) = &out {
         // Writes block again once open (the FIFO is containerd's to drain).
         let _ = rustix::fs::fcntl_setfl(f, rustix::fs::OFlags::empty());
