@@ -13,11 +13,8 @@ use std::time::Duration;
 
 use berth_core::mount::Mount;
 use containerd_shim_protos::api::{
-    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
-    DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest,
-    PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
-    StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest,
-    WaitRequest, WaitResponse,
+    CreateTaskRequest, CreateTaskResponse, DeleteResponse, ExecProcessRequest, KillRequest,
+    PidsResponse, StartResponse, StateResponse, WaitResponse,
 };
 use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
@@ -26,8 +23,6 @@ use containerd_shim_protos::events::task::{
 use containerd_shim_protos::protobuf::MessageField;
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::types::task::ProcessInfo;
-use containerd_shim_protos::Task;
-use ttrpc::TtrpcContext;
 
 use crate::cgroups::Cgroup;
 use crate::error::{Result, ShimError};
@@ -36,6 +31,8 @@ use crate::process::{Init, Process, Status, Table};
 use crate::reaper::{Exit, Reaper};
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::stdio::{PreparedIo, StdioSpec};
+
+mod task;
 
 /// How long `Delete` waits for a process's output to be copied out.
 const IO_DRAIN: Duration = Duration::from_secs(2);
@@ -273,6 +270,33 @@ impl Service {
             pid,
             ..Default::default()
         })
+    }
+
+    /// Register an exec (`Exec`): it runs on its `Start`.
+    fn add_exec(&self, req: ExecProcessRequest) -> Result<()> {
+        if req.exec_id.is_empty() {
+            return Err(ShimError::InvalidArgument("empty exec id".into()));
+        }
+        let mut t = self.lock();
+        t.process(&self.id, "")?.check_alive()?;
+        if t.execs.contains_key(&req.exec_id) {
+            return Err(ShimError::AlreadyExists(format!("exec {}", req.exec_id)));
+        }
+        let stdio = StdioSpec {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let mut p = Process::new(&req.exec_id, stdio);
+        p.spec = req.spec.value.clone();
+        t.execs.insert(req.exec_id.clone(), p);
+        self.publisher.publish(TaskExecAdded {
+            container_id: self.id.clone(),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        });
+        Ok(())
     }
 
     fn start_exec(&self, exec_id: &str) -> Result<StartResponse> {
@@ -607,172 +631,4 @@ fn shares_pid_namespace(bundle: &Path) -> Result<bool> {
             .any(|n| n["type"] == "pid" && n["path"].as_str().unwrap_or("").is_empty())
     });
     Ok(!own)
-}
-
-macro_rules! rpc {
-    ($name:literal, $body:expr) => {{
-        log::debug!("rpc {}", $name);
-        $body.map_err(|e: ShimError| {
-            log::info!("rpc {} failed: {e}", $name);
-            ttrpc::Error::from(e)
-        })
-    }};
-}
-
-impl Task for Service {
-    fn state(&self, _: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
-        rpc!("state", self.state(&req.exec_id))
-    }
-
-    fn create(
-        &self,
-        _: &TtrpcContext,
-        req: CreateTaskRequest,
-    ) -> ttrpc::Result<CreateTaskResponse> {
-        rpc!("create", self.create_task(req))
-    }
-
-    fn start(&self, _: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
-        if req.exec_id.is_empty() {
-            rpc!("start", self.start_init())
-        } else {
-            rpc!("start exec", self.start_exec(&req.exec_id))
-        }
-    }
-
-    fn delete(&self, _: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
-        if req.exec_id.is_empty() {
-            rpc!("delete", self.delete_init())
-        } else {
-            rpc!("delete exec", self.delete_exec(&req.exec_id))
-        }
-    }
-
-    fn pids(&self, _: &TtrpcContext, _: PidsRequest) -> ttrpc::Result<PidsResponse> {
-        rpc!("pids", self.pids())
-    }
-
-    fn pause(&self, _: &TtrpcContext, _: PauseRequest) -> ttrpc::Result<Empty> {
-        rpc!("pause", self.freeze(true).map(|()| Empty::new()))
-    }
-
-    fn resume(&self, _: &TtrpcContext, _: ResumeRequest) -> ttrpc::Result<Empty> {
-        rpc!("resume", self.freeze(false).map(|()| Empty::new()))
-    }
-
-    fn checkpoint(
-        &self,
-        _: &TtrpcContext,
-        _: containerd_shim_protos::api::CheckpointTaskRequest,
-    ) -> ttrpc::Result<Empty> {
-        rpc!(
-            "checkpoint",
-            Err::<Empty, _>(ShimError::NotImplemented("checkpoint".into()))
-        )
-    }
-
-    fn kill(&self, _: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
-        rpc!("kill", self.kill(&req).map(|()| Empty::new()))
-    }
-
-    fn exec(&self, _: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
-        rpc!("exec", {
-            let mut t = self.lock();
-            let added = t.process(&self.id, "").and_then(|init| {
-                init.check_alive()?;
-                if t.execs.contains_key(&req.exec_id) {
-                    return Err(ShimError::AlreadyExists(format!("exec {}", req.exec_id)));
-                }
-                if req.exec_id.is_empty() {
-                    return Err(ShimError::InvalidArgument("empty exec id".into()));
-                }
-                Ok(())
-            });
-            added.map(|()| {
-                let stdio = StdioSpec {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                };
-                let mut p = Process::new(&req.exec_id, stdio);
-                p.spec = req.spec.value.clone();
-                t.execs.insert(req.exec_id.clone(), p);
-                self.publisher.publish(TaskExecAdded {
-                    container_id: self.id.clone(),
-                    exec_id: req.exec_id.clone(),
-                    ..Default::default()
-                });
-                Empty::new()
-            })
-        })
-    }
-
-    fn resize_pty(&self, _: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
-        rpc!("resize pty", {
-            let io = self.lock().process(&self.id, &req.exec_id)?.io.clone();
-            match io {
-                Some(io) => io.resize(req.width, req.height).map(|()| Empty::new()),
-                None => Ok(Empty::new()),
-            }
-        })
-    }
-
-    fn close_io(&self, _: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
-        rpc!("close io", {
-            let io = self.lock().process(&self.id, &req.exec_id)?.io.clone();
-            if let (Some(io), true) = (io, req.stdin) {
-                io.close_stdin();
-            }
-            Ok(Empty::new())
-        })
-    }
-
-    fn update(&self, _: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
-        rpc!("update", {
-            let runtime = self.lock().init(&self.id)?.runtime.clone();
-            runtime
-                .update(&self.reaper, &self.id, &req.resources.value)
-                .map(|()| Empty::new())
-        })
-    }
-
-    fn wait(&self, _: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
-        rpc!("wait", self.wait(&req.exec_id))
-    }
-
-    fn stats(&self, _: &TtrpcContext, _: StatsRequest) -> ttrpc::Result<StatsResponse> {
-        rpc!("stats", {
-            let cgroup = self.lock().init(&self.id)?.cgroup.clone();
-            let cgroup =
-                cgroup.ok_or_else(|| ShimError::NotFound(format!("cgroup of task {}", self.id)))?;
-            cgroup.stats().map(|stats| StatsResponse {
-                stats: MessageField::some(stats),
-                ..Default::default()
-            })
-        })
-    }
-
-    fn connect(&self, _: &TtrpcContext, _: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
-        let task_pid = self
-            .lock()
-            .init
-            .as_ref()
-            .map(|i| i.process.pid)
-            .unwrap_or(0);
-        Ok(ConnectResponse {
-            shim_pid: std::process::id(),
-            task_pid,
-            ..Default::default()
-        })
-    }
-
-    fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
-        // Only once the task is deleted (or when told to go now) does the shim exit.
-        if req.now || self.lock().init.is_none() {
-            log::info!("shutdown requested");
-            let _ = self.shutdown.send(());
-        }
-        Ok(Empty::new())
-    }
 }

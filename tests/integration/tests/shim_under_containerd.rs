@@ -618,12 +618,11 @@ fn shim_memory_beside_the_runc_shim() {
         rss_kib(parent_pid(pid).unwrap()).unwrap()
     };
     let (berth, runc) = (rss("m1"), rss("m2"));
-    let build = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    eprintln!("idle shim RSS: containerd-shim-berth-v2 ({build} build) {berth} KiB, containerd-shim-runc-v2 {runc} KiB");
+    let shim = berth_integration_tests::workspace_bin("containerd-shim-berth-v2");
+    eprintln!(
+        "idle shim RSS: {} {berth} KiB, containerd-shim-runc-v2 {runc} KiB",
+        shim.display()
+    );
     assert!(
         berth < runc,
         "berth shim {berth} KiB vs runc shim {runc} KiB"
