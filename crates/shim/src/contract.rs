@@ -193,7 +193,7 @@ pub fn delete(flags: &Flags) -> Result<DeleteResponse> {
         Err(e) => eprintln!("delete container {}: {e}", flags.id),
     }
     let rootfs = bundle.join("rootfs");
-    if let Err(e) = berth_mount::unmount_all(&rootfs, berth_mount::UnmountFlags::empty()) {
+    if let Err(e) = crate::service::unmount_rootfs(&rootfs) {
         eprintln!("{e}");
     }
     if let Ok(address) = fs::read_to_string(bundle.join("address")) {

@@ -214,10 +214,13 @@ impl Runtime {
                 (!s.is_empty()).then_some(s)
             })
             .unwrap_or_else(|| format!("exit status {status}"));
-        ShimError::Runtime {
-            action: format!("{} {verb}", self.name()),
-            message,
-        }
+        let action = format!("{} {verb}", self.name());
+        // runc says "runc create failed: …" itself.
+        let message = match message.strip_prefix(&format!("{action} failed: ")) {
+            Some(rest) => rest.to_string(),
+            None => message,
+        };
+        ShimError::Runtime { action, message }
     }
 
     /// Run a command that starts a container process (`create`, `exec`) with `stdio`, waiting for

@@ -146,7 +146,9 @@ impl Service {
             Ok(c) => c,
             Err(e) => {
                 if let Some(r) = &rootfs {
-                    let _ = berth_mount::unmount_all(r, berth_mount::UnmountFlags::empty());
+                    // Nothing may use it any more; the dead container's mount namespace can
+                    // keep it busy for seconds.
+                    let _ = berth_mount::unmount_all(r, berth_mount::UnmountFlags::DETACH);
                 }
                 return Err(e);
             }
@@ -387,7 +389,7 @@ impl Service {
         }
         runtime.delete(&self.reaper, &self.id, false)?;
         if let Some(r) = &rootfs {
-            berth_mount::unmount_all(r, berth_mount::UnmountFlags::empty())?;
+            unmount_rootfs(r)?;
         }
         let mut t = self.lock();
         let init = t
@@ -589,6 +591,16 @@ fn read_pid(path: &Path) -> Result<u32> {
         path: path.to_path_buf(),
         message: format!("not a pid: {text:?}"),
     })
+}
+
+/// Unmount a task's rootfs; if it stays busy (a container's mount namespace going away),
+/// detach it: the task is gone, nothing may use it any more.
+pub fn unmount_rootfs(rootfs: &Path) -> Result<()> {
+    if let Err(e) = berth_mount::unmount_all(rootfs, berth_mount::UnmountFlags::empty()) {
+        log::warn!("{e}: detaching it");
+        berth_mount::unmount_all(rootfs, berth_mount::UnmountFlags::DETACH)?;
+    }
+    Ok(())
 }
 
 /// Mount the request's rootfs on `<bundle>/rootfs`; nothing when it has none (the bundle's
