@@ -196,8 +196,15 @@ pub fn delete(flags: &Flags) -> Result<DeleteResponse> {
     if let Err(e) = crate::service::unmount_rootfs(&rootfs) {
         eprintln!("{e}");
     }
-    if let Ok(address) = fs::read_to_string(bundle.join("address")) {
-        let _ = fs::remove_file(address.trim().trim_start_matches("unix://"));
+    // The socket named in the bundle, and the one `start` would have made (the bundle may be
+    // gone already), unless a shim still answers there.
+    let recorded = fs::read_to_string(bundle.join("address")).unwrap_or_default();
+    let computed = socket_address(&flags.address, &flags.namespace, &flags.id);
+    for address in [recorded.trim(), computed.as_str()] {
+        let path = Path::new(address.trim_start_matches("unix://"));
+        if !address.is_empty() && UnixStream::connect(path).is_err() {
+            let _ = fs::remove_file(path);
+        }
     }
     let pid = fs::read_to_string(bundle.join("init.pid"))
         .ok()
