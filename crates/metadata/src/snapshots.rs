@@ -6,7 +6,8 @@
 //! snapshot's kind, parent and labels, and the **backend key** it stands for:
 //! `<namespace>/<sequence>/<key>`, unique for ever thanks to the sequence. Clients of two
 //! namespaces can therefore use the same keys. Labels live only here (except those prefixed
-//! `containerd.io/snapshot/`, which are passed on to the backend as containerd does).
+//! `containerd.io/snapshot/` and `containerd.io/snapshot.ref`, which are passed on to the backend
+//! as containerd does).
 //!
 //! Backend calls are made before the record is written (prepare, commit) or after it is removed
 //! (remove), so a crash leaves at worst a backend snapshot that no record names: the collector's
@@ -32,6 +33,9 @@ use crate::error::{MetadataError, Result};
 
 /// Labels with this prefix are also given to the backend.
 const BACKEND_LABEL_PREFIX: &str = "containerd.io/snapshot/";
+/// The label an unpacker sets on a prepare to name the chain it is building (for remote
+/// snapshotters); also given to the backend, as containerd does.
+const SNAPSHOT_REF_LABEL: &str = "containerd.io/snapshot.ref";
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = berth_core::Result<T>> + Send + 'a>>;
 
@@ -144,7 +148,7 @@ impl SnapshotRecord {
 
 fn backend_labels(l: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     l.iter()
-        .filter(|(k, _)| k.starts_with(BACKEND_LABEL_PREFIX))
+        .filter(|(k, _)| k.starts_with(BACKEND_LABEL_PREFIX) || k.as_str() == SNAPSHOT_REF_LABEL)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

@@ -285,3 +285,63 @@ fn native_snapshotter_unpacks_the_same_tree() {
         panic!("native tree differs from EXPECTED.json:\n{diff}");
     }
 }
+
+#[test]
+fn snapshot_diff_writes_a_layer_with_whiteouts() {
+    let Some((b, reg, _)) = setup("snapshot_diff_writes_a_layer_with_whiteouts") else {
+        return;
+    };
+    let busybox = reg.reference("busybox:latest");
+    ok(
+        b.ctr("default", &["images", "pull", "--plain-http", &busybox]),
+        "ctr images pull",
+    );
+    let snaps = ok(b.ctr("default", &["snapshots", "ls"]), "ctr snapshots ls");
+    let top = rows(&snaps)[0][0].clone();
+    // Prepare a writable snapshot on the image, change it through its mounts, diff it.
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().to_str().unwrap();
+    let mount = ok(
+        b.ctr(
+            "default",
+            &["snapshots", "prepare", "--target", target, "work", &top],
+        ),
+        "ctr snapshots prepare --target",
+    );
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(mount.trim())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{mount}");
+    std::fs::write(dir.path().join("etc/added"), b"new file\n").unwrap();
+    std::fs::remove_file(dir.path().join("etc/group")).unwrap();
+    let _ = Command::new("umount").arg(target).status();
+    let out = b.ctr("default", &["snapshots", "diff", "--keep", "work"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let layer = dir.path().with_extension("tar.gz");
+    std::fs::write(&layer, &out.stdout).unwrap();
+    let list = Command::new("tar")
+        .arg("-tzf")
+        .arg(&layer)
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&list.stdout).into_owned();
+    let _ = std::fs::remove_file(&layer);
+    assert!(names.lines().any(|l| l == "etc/added"), "{names}");
+    assert!(names.lines().any(|l| l == "etc/.wh.group"), "{names}");
+    assert!(
+        !names.contains("bin/busybox"),
+        "unchanged files are not in the diff: {names}"
+    );
+    // The layer is in the content store, labelled with its diff ID.
+    let content = ok(b.ctr("default", &["content", "ls"]), "ctr content ls");
+    assert!(
+        content.contains("containerd.io/uncompressed=sha256:"),
+        "{content}"
+    );
+}
