@@ -349,10 +349,10 @@ fn crun_through_runtime_options() {
         eprintln!("SKIP crun_through_runtime_options: crun not installed");
         return;
     }
-    // crun refuses cgroup v1 "hybrid" hosts unless hugetlb is mounted too; mount it for the test
-    // and leave the host as it was.
-    let _hugetlb = match HugetlbMount::ensure() {
-        Ok(m) => m,
+    // crun refuses cgroup v1 "hybrid" hosts unless hugetlb is mounted too; mount it, and leave
+    // it mounted (see HugetlbMount).
+    match HugetlbMount::ensure() {
+        Ok(()) => {}
         Err(why) => {
             eprintln!("SKIP crun_through_runtime_options: {why}");
             return;
@@ -430,22 +430,23 @@ fn crun_through_runtime_options() {
     ok(c.ctr(&["task", "kill", "-s", "SIGKILL", "c3"]), "kill");
 }
 
-/// The cgroup v1 hugetlb hierarchy, mounted for crun if it was not; unmounted when dropped.
-struct HugetlbMount {
-    mounted: bool,
-}
+/// The cgroup v1 hugetlb hierarchy, mounted for crun if it was not, and left mounted: once
+/// mounted, the kernel has moved the hugetlb controller off cgroup2 for good, and an unmounted
+/// but live v1 hierarchy makes other cgroup v1 users (Go's cgroups library in the runc shim,
+/// whose `ctr task metrics` then fails) unable to find it. Mounted is the consistent state.
+struct HugetlbMount;
 
 impl HugetlbMount {
     const DIR: &'static str = "/sys/fs/cgroup/hugetlb";
 
-    fn ensure() -> Result<HugetlbMount, String> {
+    fn ensure() -> Result<(), String> {
         let hybrid = Path::new("/sys/fs/cgroup/unified").exists();
         let mounted = Command::new("mountpoint")
             .args(["-q", Self::DIR])
             .status()
             .is_ok_and(|s| s.success());
         if !hybrid || mounted {
-            return Ok(HugetlbMount { mounted: false });
+            return Ok(());
         }
         std::fs::create_dir_all(Self::DIR).map_err(|e| format!("mkdir {}: {e}", Self::DIR))?;
         let st = Command::new("mount")
@@ -455,16 +456,7 @@ impl HugetlbMount {
             let _ = std::fs::remove_dir(Self::DIR);
             return Err("cannot mount the hugetlb cgroup hierarchy".into());
         }
-        Ok(HugetlbMount { mounted: true })
-    }
-}
-
-impl Drop for HugetlbMount {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(Self::DIR).status();
-            let _ = std::fs::remove_dir(Self::DIR);
-        }
+        Ok(())
     }
 }
 
