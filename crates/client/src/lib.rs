@@ -14,6 +14,11 @@
 //!   service, for one snapshotter in one namespace;
 //! - [`RemoteDiff`] applies layers and computes diffs over the Diff service, and is the
 //!   [`berth_images::LayerApplier`] of unpacks run from a client;
+//! - [`RemoteContainers`] implements [`berth_core::containers::ContainerStore`] over the
+//!   Containers service;
+//! - [`RemoteTasks`] creates, starts, signals, waits for and deletes tasks and execs over the
+//!   Tasks service;
+//! - [`RemoteEvents`] subscribes to the Events service;
 //! - [`RemoteNamespaces`] and [`server_version`] cover the Namespaces and Version services.
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,19 +29,25 @@ use berth_core::{Error, ErrorKind};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 
+mod containers;
 mod content;
 mod diff;
+mod events;
 mod images;
 mod leases;
 mod namespaces;
 pub mod snapshots;
+mod tasks;
 
+pub use containers::RemoteContainers;
 pub use content::{RemoteContentStore, RemoteWriter};
 pub use diff::{remote_unpacker, DiffOptions, RemoteDiff, RemoteSnapshotters, RemoteUnpacker};
+pub use events::{Envelope, EventStream, RemoteEvents};
 pub use images::RemoteImages;
 pub use leases::RemoteLeases;
 pub use namespaces::{server_uuid, server_version, RemoteNamespaces, ServerVersion};
 pub use snapshots::RemoteSnapshotter;
+pub use tasks::{ExitStatus, ProcessStatus, RemoteTasks, TaskIo, TaskMetric, TaskPid, TaskStatus};
 
 /// The generated containerd API types and clients this crate is built on.
 pub use containerd_client as api;
