@@ -1,4 +1,5 @@
-//! Tasks through berthd with Debian's Go runc shim (`containerd-shim-runc-v2`), driven by
+//! Tasks through berthd, with Debian's Go runc shim (`containerd-shim-runc-v2`) and with berth's own
+//! shim (`containerd-shim-berth-v2`): every lifecycle test runs once per shim. Driven by
 //! Debian's `ctr` as a user would: `ctr run` in the foreground (output, exit codes, a terminal),
 //! detached tasks (list, ps, exec, pause/resume, metrics, kill, delete) with the events the shim
 //! forwards, a shim killed under berthd, and tasks surviving `kill -9` of berthd: reconnected
@@ -17,6 +18,57 @@ use berth_integration_tests::{ctr, enabled, fails, ok, Berthd};
 const IMAGE: &str = "docker.io/library/busybox:latest";
 
 /// Skip unless root tests are on and the Go runc shim and runc are installed.
+const BERTH_SHIM: &str = "containerd-shim-berth-v2";
+
+thread_local! {
+    /// The runtime the current test runs its containers with.
+    static RUNTIME: std::cell::Cell<&'static str> = const { std::cell::Cell::new("io.containerd.runc.v2") };
+}
+
+/// `ctr run` arguments with the current test's `--runtime`.
+fn run_args<'a>(rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "--runtime", RUNTIME.with(|r| r.get())];
+    v.extend_from_slice(rest);
+    v
+}
+
+/// The test's namespace, distinct per runtime (cgroup paths are keyed by namespace and id).
+fn ns_for(base: &'static str) -> &'static str {
+    if RUNTIME.with(|r| r.get()) == "io.containerd.runc.v2" {
+        base
+    } else {
+        Box::leak(format!("{base}-bshim").into_boxed_str())
+    }
+}
+
+/// Run every lifecycle test with Debian's Go runc shim and with berth's own shim.
+macro_rules! with_both_shims {
+    ($($test:ident),* $(,)?) => {
+        mod runc_shim {
+            $(#[test]
+            fn $test() {
+                super::RUNTIME.with(|r| r.set("io.containerd.runc.v2"));
+                super::$test()
+            })*
+        }
+        mod berth_shim {
+            $(#[test]
+            fn $test() {
+                super::RUNTIME.with(|r| r.set("io.containerd.berth.v2"));
+                super::$test()
+            })*
+        }
+    };
+}
+
+with_both_shims!(
+    run_in_the_foreground_prints_and_exits_with_the_task,
+    run_with_a_terminal,
+    detached_task_lifecycle_with_events,
+    a_shim_killed_under_berthd_is_cleaned_up,
+    tasks_survive_a_berthd_kill9,
+);
+
 fn setup(test: &str, ns: &str) -> Option<Berthd> {
     if !enabled(test) {
         return None;
@@ -77,12 +129,16 @@ impl Drop for Cleanup {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
         // A test that failed half-way may leave runc containers of its namespace behind.
-        let root = format!("/run/containerd/runc/{}", self.ns);
-        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let id = e.file_name().to_string_lossy().into_owned();
-            let _ = Command::new("runc")
-                .args(["--root", &root, "delete", "--force", &id])
-                .output();
+        for root in [
+            format!("/run/containerd/runc/{}", self.ns),
+            format!("/run/berth/runc/{}", self.ns),
+        ] {
+            for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = Command::new("runc")
+                    .args(["--root", &root, "delete", "--force", &id])
+                    .output();
+            }
         }
     }
 }
@@ -104,7 +160,7 @@ fn shim_pids(address: &Path) -> Vec<u32> {
             .collect();
         let is_shim = args
             .first()
-            .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"));
+            .is_some_and(|a| a.ends_with("containerd-shim-runc-v2") || a.ends_with(BERTH_SHIM));
         if is_shim
             && args
                 .windows(2)
@@ -264,16 +320,15 @@ fn topics_for(events: &str, id: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
 fn run_in_the_foreground_prints_and_exits_with_the_task() {
-    let ns = "berth-tasks-fg";
+    let ns = ns_for("berth-tasks-fg");
     let Some(b) = setup("run_in_the_foreground_prints_and_exits_with_the_task", ns) else {
         return;
     };
     let _cleanup = Cleanup::new(&b, ns);
-    let out = b.ctr(ns, &["run", "--rm", IMAGE, "fg1", "echo", "hi"]);
+    let out = b.ctr(ns, &run_args(&["--rm", IMAGE, "fg1", "echo", "hi"]));
     assert_eq!(ok(out, "ctr run echo hi"), "hi\n");
-    let out = b.ctr(ns, &["run", "--rm", IMAGE, "fg2", "sh", "-c", "exit 7"]);
+    let out = b.ctr(ns, &run_args(&["--rm", IMAGE, "fg2", "sh", "-c", "exit 7"]));
     assert_eq!(code(&out), 7, "{}", String::from_utf8_lossy(&out.stderr));
     // --rm removed the containers and their snapshots; no task and no bundle is left.
     assert_eq!(ok(b.ctr(ns, &["containers", "ls", "-q"]), "ctr c ls"), "");
@@ -296,9 +351,8 @@ fn run_in_the_foreground_prints_and_exits_with_the_task() {
     assert!(shim_pids(&b.address()).is_empty(), "shims left running");
 }
 
-#[test]
 fn run_with_a_terminal() {
-    let ns = "berth-tasks-tty";
+    let ns = ns_for("berth-tasks-tty");
     let Some(b) = setup("run_with_a_terminal", ns) else {
         return;
     };
@@ -308,8 +362,9 @@ fn run_with_a_terminal() {
         return;
     }
     let cmd = format!(
-        "ctr --address {} --namespace {ns} run --rm -t {IMAGE} tty1 tty",
-        b.address().display()
+        "ctr --address {} --namespace {ns} run --runtime {} --rm -t {IMAGE} tty1 tty",
+        b.address().display(),
+        RUNTIME.with(|r| r.get())
     );
     let out = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
@@ -321,16 +376,15 @@ fn run_with_a_terminal() {
     assert!(stdout.contains("/dev/pts/0"), "{stdout:?}");
 }
 
-#[test]
 fn detached_task_lifecycle_with_events() {
-    let ns = "berth-tasks-detached";
+    let ns = ns_for("berth-tasks-detached");
     let Some(b) = setup("detached_task_lifecycle_with_events", ns) else {
         return;
     };
     let _cleanup = Cleanup::new(&b, ns);
     let events = Events::start(&b, ns);
     ok(
-        b.ctr(ns, &["run", "-d", IMAGE, "d1", "sleep", "1000"]),
+        b.ctr(ns, &run_args(&["-d", IMAGE, "d1", "sleep", "1000"])),
         "ctr run -d",
     );
     let listed = tasks(&b, ns);
@@ -425,15 +479,14 @@ fn detached_task_lifecycle_with_events() {
     assert!(exit.contains("\"exit_status\":137"), "{exit}");
 }
 
-#[test]
 fn a_shim_killed_under_berthd_is_cleaned_up() {
-    let ns = "berth-tasks-deadshim";
+    let ns = ns_for("berth-tasks-deadshim");
     let Some(b) = setup("a_shim_killed_under_berthd_is_cleaned_up", ns) else {
         return;
     };
     let _cleanup = Cleanup::new(&b, ns);
     ok(
-        b.ctr(ns, &["run", "-d", IMAGE, "k1", "sleep", "1000"]),
+        b.ctr(ns, &run_args(&["-d", IMAGE, "k1", "sleep", "1000"])),
         "ctr run -d",
     );
     let events = Events::start(&b, ns);
@@ -455,9 +508,8 @@ fn a_shim_killed_under_berthd_is_cleaned_up() {
     assert_eq!(status(&b, ns, "k1"), "RUNNING");
 }
 
-#[test]
 fn tasks_survive_a_berthd_kill9() {
-    let ns = "berth-tasks-restart";
+    let ns = ns_for("berth-tasks-restart");
     let Some(mut b) = setup("tasks_survive_a_berthd_kill9", ns) else {
         return;
     };
@@ -465,7 +517,7 @@ fn tasks_survive_a_berthd_kill9() {
     let ids = ["s1", "s2", "s3", "s4", "s5"];
     for id in ids {
         ok(
-            b.ctr(ns, &["run", "-d", IMAGE, id, "sleep", "1000"]),
+            b.ctr(ns, &run_args(&["-d", IMAGE, id, "sleep", "1000"])),
             "ctr run -d",
         );
     }
@@ -473,12 +525,12 @@ fn tasks_survive_a_berthd_kill9() {
     ok(
         b.ctr(
             ns,
-            &["run", "-d", IMAGE, "ends", "sh", "-c", "sleep 2; exit 5"],
+            &run_args(&["-d", IMAGE, "ends", "sh", "-c", "sleep 2; exit 5"]),
         ),
         "ctr run -d ends",
     );
     ok(
-        b.ctr(ns, &["run", "-d", IMAGE, "orphan", "sleep", "1000"]),
+        b.ctr(ns, &run_args(&["-d", IMAGE, "orphan", "sleep", "1000"])),
         "ctr run -d orphan",
     );
     let pids: Vec<(String, String, String)> = tasks(&b, ns);
@@ -565,7 +617,7 @@ fn tasks_survive_a_berthd_kill9() {
 
 #[test]
 fn berthd_publish_forwards_an_event() {
-    let ns = "berth-tasks-publish";
+    let ns = ns_for("berth-tasks-publish");
     if !enabled("berthd_publish_forwards_an_event") {
         return;
     }
