@@ -2,13 +2,21 @@
 //!
 //! It talks containerd's v1 gRPC API over a unix socket, so it also works against containerd.
 
+mod container;
 mod content;
+mod events;
+mod exec;
 mod image;
 mod image_mount;
+mod inspect;
 mod lease;
+mod logs;
 mod namespace;
 mod output;
+mod run;
 mod snapshot;
+mod stats;
+mod stdio;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,9 +31,8 @@ use tonic::transport::Channel;
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, propagate_version = true)]
 struct Cli {
-    /// Address of the daemon's socket.
+    /// Address of the daemon's socket (no short form: `-a` is `ps -a`'s).
     #[arg(
-        short = 'a',
         long,
         global = true,
         env = "BERTH_ADDRESS",
@@ -44,6 +51,10 @@ struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Where the CLI keeps containers' files (their /etc files and logs, under
+    /// `containers/<namespace>/<id>/`) and stdio FIFOs; default: the directory of the socket.
+    #[arg(long, global = true, env = "BERTH_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,6 +95,27 @@ enum Command {
     /// Manage snapshots of a snapshotter.
     #[command(alias = "snapshots", alias = "snap")]
     Snapshot(SnapshotterArgs<snapshot::Command>),
+    /// Run a command in a new container (the image is unpacked first if needed).
+    Run(Box<run::RunArgs>),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
+    /// Print what a container wrote to stdout and stderr.
+    Logs {
+        /// Keep printing output as it comes, until the container stops.
+        #[arg(short, long)]
+        follow: bool,
+        id: String,
+    },
+    /// Show containers' resource usage (CPU time, memory, pids, OOM kills).
+    Stats {
+        /// Containers (default: all with a task).
+        ids: Vec<String>,
+    },
+    /// Print events as they happen (all namespaces), optionally filtered (e.g.
+    /// `namespace==default`, `topic~=/tasks/`).
+    Events { filters: Vec<String> },
+    #[command(flatten)]
+    Container(container::Command),
 }
 
 /// A command group that works on one snapshotter.
@@ -109,12 +141,60 @@ pub struct Ctx {
     pub namespace: String,
     /// The output format from `--format`.
     pub format: Format,
+    state_dir: Option<PathBuf>,
 }
 
 impl Ctx {
     /// Connect to the daemon.
     pub async fn channel(&self) -> Result<Channel> {
         Ok(berth_client::connect(&self.address).await?)
+    }
+
+    /// The daemon's socket.
+    pub fn address(&self) -> &std::path::Path {
+        &self.address
+    }
+
+    /// Where the CLI keeps containers' files: `--state-dir`, else the socket's directory
+    /// (`/run/berth` for the default socket), made absolute.
+    pub fn state_dir(&self) -> PathBuf {
+        let dir = self.state_dir.clone().unwrap_or_else(|| {
+            self.address
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."))
+        });
+        std::path::absolute(&dir).unwrap_or(dir)
+    }
+
+    /// The directory of container `id` of the current namespace:
+    /// `<state>/containers/<namespace>/<id>`.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.state_dir()
+            .join("containers")
+            .join(&self.namespace)
+            .join(id)
+    }
+}
+
+/// The command ran to its end and `berth` exits with this code: a container's or an exec's exit
+/// code, already reported where it needed reporting.
+#[derive(Debug)]
+pub struct ExitWith(pub u8);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
+/// Exit with a process's exit `code` (0 to 255, as a shell sees it): `Ok` for 0.
+pub fn exit_with(code: u32) -> Result<()> {
+    match (code % 256) as u8 {
+        0 => Ok(()),
+        c => Err(ExitWith(c).into()),
     }
 }
 
@@ -241,6 +321,7 @@ async fn run(cli: Cli) -> Result<()> {
         address: cli.address,
         namespace: cli.namespace,
         format: cli.format,
+        state_dir: cli.state_dir,
     };
     match cli.command {
         Command::Version => version(&ctx).await,
@@ -249,7 +330,23 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Lease { command } => lease::run(&ctx, command).await,
         Command::Image(a) => image::run(&ctx, &a.snapshotter, a.command).await,
         Command::Snapshot(a) => snapshot::run(&ctx, &a.snapshotter, a.command).await,
+        // As Docker: 125 when run itself fails, 126 when exec does.
+        Command::Run(a) => run::run(&ctx, *a).await.map_err(|e| failed_with(e, 125)),
+        Command::Exec(a) => exec::run(&ctx, a).await.map_err(|e| failed_with(e, 126)),
+        Command::Logs { follow, id } => logs::run(&ctx, &id, follow).await,
+        Command::Stats { ids } => stats::run(&ctx, &ids).await,
+        Command::Events { filters } => events::run(&ctx, &filters).await,
+        Command::Container(c) => container::run(&ctx, c).await,
     }
+}
+
+/// Report `e` and turn it into an exit with `code`, unless it already is an exit.
+fn failed_with(e: anyhow::Error, code: u8) -> anyhow::Error {
+    if e.is::<ExitWith>() || e.is::<AlreadyReported>() {
+        return e;
+    }
+    report(&e);
+    ExitWith(code).into()
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -265,6 +362,9 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(ExitWith(code)) = e.downcast_ref::<ExitWith>() {
+                return ExitCode::from(*code);
+            }
             if !e.is::<AlreadyReported>() && !is_broken_pipe(&e) {
                 report(&e);
             }
@@ -466,6 +566,140 @@ mod tests {
         assert!(
             Cli::try_parse_from(["berth", "i", "mount", "x"]).is_err(),
             "mount needs a target"
+        );
+    }
+
+    #[test]
+    fn run_takes_its_options_before_the_image_and_the_command_after() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Run(a) => a,
+            other => panic!("{other:?}"),
+        };
+        let a = parse(&["berth", "run", "--rm", "busybox", "sh", "-c", "exit 7"]);
+        assert!(a.rm && !a.detach);
+        assert_eq!(a.image, "busybox");
+        assert_eq!(a.command, ["sh", "-c", "exit 7"]);
+        let a = parse(&[
+            "berth",
+            "run",
+            "-it",
+            "--name",
+            "c1",
+            "-e",
+            "A=1",
+            "-v",
+            "/a:/b:ro",
+            "-m",
+            "20m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "10",
+            "--read-only",
+            "--net",
+            "host",
+            "--cap-add",
+            "NET_ADMIN",
+            "-u",
+            "nobody",
+            "-w",
+            "/tmp",
+            "--runtime",
+            "io.containerd.berth.v2",
+            "busybox",
+            "id",
+            "-u",
+            "--rm",
+        ]);
+        assert!(a.interactive && a.tty && a.read_only && !a.rm);
+        assert_eq!(a.name.as_deref(), Some("c1"));
+        assert_eq!(a.memory, Some(20 << 20));
+        assert_eq!(a.cpus, Some(0.5));
+        assert_eq!(a.pids_limit, Some(10));
+        assert_eq!(a.net, berth_oci::NetworkMode::Host);
+        assert_eq!(a.runtime, "io.containerd.berth.v2");
+        assert_eq!(
+            a.command,
+            ["id", "-u", "--rm"],
+            "after the image, all is the command"
+        );
+        assert!(Cli::try_parse_from(["berth", "run", "--memory", "lots", "busybox"]).is_err());
+        assert!(Cli::try_parse_from(["berth", "run", "--net", "bridge", "busybox"]).is_err());
+        if std::env::var_os("BERTH_RUNTIME").is_none() {
+            assert_eq!(
+                parse(&["berth", "run", "x"]).runtime,
+                "io.containerd.runc.v2"
+            );
+        }
+    }
+
+    #[test]
+    fn container_commands_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().command;
+        assert!(matches!(
+            parse(&["berth", "ps", "-a", "-q"]),
+            Command::Container(container::Command::Ps {
+                all: true,
+                quiet: true
+            })
+        ));
+        assert!(matches!(
+            parse(&["berth", "stop", "-t", "3", "a", "b"]),
+            Command::Container(container::Command::Stop { time: 3, ids }) if ids.len() == 2
+        ));
+        assert!(matches!(
+            parse(&["berth", "kill", "-s", "TERM", "a"]),
+            Command::Container(container::Command::Kill { signal, .. }) if signal == "TERM"
+        ));
+        assert!(matches!(
+            parse(&["berth", "rm", "-f", "a"]),
+            Command::Container(container::Command::Rm { force: true, .. })
+        ));
+        match parse(&["berth", "exec", "-it", "c1", "sh", "-c", "exit 3"]) {
+            Command::Exec(e) => {
+                assert!(e.interactive && e.tty);
+                assert_eq!(e.id, "c1");
+                assert_eq!(e.command, ["sh", "-c", "exit 3"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["berth", "logs", "-f", "c1"]),
+            Command::Logs { follow: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["berth", "events"]),
+            Command::Events { .. }
+        ));
+        assert!(matches!(parse(&["berth", "stats"]), Command::Stats { .. }));
+        for cmd in ["start", "pause", "unpause", "inspect", "top"] {
+            assert!(
+                Cli::try_parse_from(["berth", cmd]).is_err(),
+                "{cmd} needs an id"
+            );
+        }
+        assert!(Cli::try_parse_from(["berth", "exec", "c1"]).is_err());
+    }
+
+    #[test]
+    fn exit_codes_wrap_like_a_shell() {
+        assert!(exit_with(0).is_ok());
+        assert!(exit_with(256).is_ok());
+        let e = exit_with(137).unwrap_err();
+        assert_eq!(e.downcast_ref::<ExitWith>().unwrap().0, 137);
+    }
+
+    #[test]
+    fn state_dir_defaults_to_the_sockets_directory() {
+        let ctx = Ctx {
+            address: "/run/berth/berthd.sock".into(),
+            namespace: "default".into(),
+            format: Format::Table,
+            state_dir: None,
+        };
+        assert_eq!(
+            ctx.container_dir("c1"),
+            std::path::Path::new("/run/berth/containers/default/c1")
         );
     }
 
