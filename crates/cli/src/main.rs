@@ -340,12 +340,23 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Report `e` and turn it into an exit with `code`, unless it already is an exit.
+/// Report `e` and turn it into an exit with `code`, unless it already is an exit. As Docker's,
+/// a command that cannot be found exits 127 and one that cannot be run 126.
 fn failed_with(e: anyhow::Error, code: u8) -> anyhow::Error {
     if e.is::<ExitWith>() || e.is::<AlreadyReported>() {
         return e;
     }
     report(&e);
+    let msg = format!("{e:#}");
+    let code = if !msg.contains("exec:") && !msg.contains("executable file") {
+        code
+    } else if msg.contains("no such file or directory") || msg.contains("not found in $PATH") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        code
+    };
     ExitWith(code).into()
 }
 
@@ -679,6 +690,24 @@ mod tests {
             );
         }
         assert!(Cli::try_parse_from(["berth", "exec", "c1"]).is_err());
+    }
+
+    #[test]
+    fn runtime_failures_exit_like_docker() {
+        let code = |msg: &str| {
+            let e = failed_with(anyhow::anyhow!(msg.to_string()), 125);
+            e.downcast_ref::<ExitWith>().unwrap().0
+        };
+        assert_eq!(code("image \"x\": not found"), 125);
+        assert_eq!(
+            code("runc create failed: exec: \"/no\": stat /no: no such file or directory"),
+            127
+        );
+        assert_eq!(
+            code("exec: \"nope\": executable file not found in $PATH"),
+            127
+        );
+        assert_eq!(code("exec: \"/etc\": permission denied"), 126);
     }
 
     #[test]

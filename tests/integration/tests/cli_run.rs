@@ -1,0 +1,666 @@
+//! `berth run` and the container commands against a real berthd, with Debian's runc shim (and
+//! berth's own shim): output and exit codes, environment, working directory, a user looked up
+//! in the image's /etc/passwd, bind mounts, a read-only root, host and no network, a terminal,
+//! an OOM kill reported, and a detached container through ps, exec, logs, top, stats, inspect,
+//! events, pause, stop, start and rm.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_integration_tests::registry::TestImages;
+use berth_integration_tests::{ctr, enabled, fails, ok, workspace_bin, Berthd};
+
+/// Skip unless root tests are on and runc and the Go runc shim are installed; a berthd with
+/// busybox imported (not unpacked: `run` unpacks it) in namespace `ns`.
+fn setup(test: &str, ns: &str) -> Option<Berthd> {
+    if !enabled(test) {
+        return None;
+    }
+    for tool in ["containerd-shim-runc-v2", "runc"] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            eprintln!("SKIP {test}: {tool} not installed (apt-get install containerd runc)");
+            return None;
+        }
+    }
+    let b = Berthd::start();
+    let archive = TestImages::get().archive("busybox");
+    ok(
+        b.ctr(
+            ns,
+            &["images", "import", "--no-unpack", archive.to_str().unwrap()],
+        ),
+        "ctr images import",
+    );
+    Some(b)
+}
+
+/// `berth --address <b> -n <ns> ARGS`, with no `BERTH_*` settings from the environment.
+fn berth_cmd(b: &Berthd, ns: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(workspace_bin("berth"));
+    for var in [
+        "BERTH_ADDRESS",
+        "BERTH_NAMESPACE",
+        "BERTH_RUNTIME",
+        "BERTH_SNAPSHOTTER",
+        "BERTH_STATE_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.arg("--address").arg(b.address()).args(["-n", ns]);
+    cmd.args(args);
+    cmd
+}
+
+fn berth(b: &Berthd, ns: &str, args: &[&str]) -> Output {
+    berth_cmd(b, ns, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berth")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// On drop (also when a test fails): kill and delete every task of the namespace, remove its
+/// containers and their snapshots, so that nothing outlives the test.
+struct Cleanup {
+    address: PathBuf,
+    ns: &'static str,
+}
+
+impl Cleanup {
+    fn new(b: &Berthd, ns: &'static str) -> Cleanup {
+        Cleanup {
+            address: b.address(),
+            ns,
+        }
+    }
+
+    fn ctr(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&ctr(&self.address, self.ns, args, None).stdout).into_owned()
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let tasks = self.ctr(&["task", "ls", "-q"]);
+        for id in tasks.split_whitespace() {
+            self.ctr(&["task", "kill", "-s", "SIGKILL", "--all", id]);
+        }
+        for id in tasks.split_whitespace() {
+            self.ctr(&["task", "delete", "--force", id]);
+        }
+        for id in self.ctr(&["containers", "ls", "-q"]).split_whitespace() {
+            self.ctr(&["containers", "rm", id]);
+        }
+        let root = format!("/run/containerd/runc/{}", self.ns);
+        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let _ = Command::new("runc")
+                .args(["--root", &root, "delete", "--force", &id])
+                .output();
+        }
+    }
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Nothing of container `id` is left: no record, no task, no snapshot, no directory.
+fn assert_gone(b: &Berthd, ns: &str, id: &str) {
+    assert_eq!(ok(berth(b, ns, &["ps", "-a", "-q"]), "berth ps -a -q"), "");
+    assert_eq!(ok(b.ctr(ns, &["task", "ls", "-q"]), "ctr task ls"), "");
+    let snapshots = ok(b.ctr(ns, &["snapshots", "ls"]), "ctr snapshots ls");
+    assert!(
+        !snapshots.lines().any(|l| l.starts_with(&format!("{id} "))),
+        "{snapshots}"
+    );
+    let dir = b.dir.path().join("containers").join(ns).join(id);
+    assert!(!dir.exists(), "{} left", dir.display());
+}
+
+#[test]
+fn run_prints_and_exits_with_the_container() {
+    let ns = "berth-cli-run";
+    let Some(b) = setup("run_prints_and_exits_with_the_container", ns) else {
+        return;
+    };
+    let _cleanup = Cleanup::new(&b, ns);
+    let out = berth(
+        &b,
+        ns,
+        &["run", "--rm", "--name", "r1", "busybox", "echo", "hi"],
+    );
+    assert_eq!(ok(out, "berth run echo hi"), "hi\n");
+    assert_gone(&b, ns, "r1");
+    let out = berth(
+        &b,
+        ns,
+        &[
+            "run", "--rm", "--name", "r2", "busybox", "sh", "-c", "exit 7",
+        ],
+    );
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    assert_gone(&b, ns, "r2");
+    let out = berth(
+        &b,
+        ns,
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
+    assert_eq!(code(&out), 3);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(stderr(&out), "err\n");
+    // Stdin with -i; a command that does not exist exits 127, as in Docker.
+    let mut child = berth_cmd(&b, ns, &["run", "-i", "--rm", "busybox", "wc", "-l"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"a\nb\nc\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(ok(out, "berth run -i wc -l").trim(), "3");
+    let out = berth(&b, ns, &["run", "--rm", "busybox", "/no/such/binary"]);
+    assert_eq!(code(&out), 127, "{}", stderr(&out));
+    assert!(stderr(&out).contains("/no/such/binary"), "{}", stderr(&out));
+    // Without --rm the container stays, exited with its code.
+    let out = berth(
+        &b,
+        ns,
+        &["run", "--name", "kept", "busybox", "sh", "-c", "exit 5"],
+    );
+    assert_eq!(code(&out), 5);
+    let ps = ok(berth(&b, ns, &["ps", "-a"]), "berth ps -a");
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("kept ") && l.contains("Exited (5)")),
+        "{ps}"
+    );
+    ok(berth(&b, ns, &["rm", "kept"]), "berth rm kept");
+    assert_gone(&b, ns, "kept");
+    let out = berth(&b, ns, &["run", "--rm", "no-such-image", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
+
+#[test]
+fn run_with_env_workdir_user_mounts_and_read_only_root() {
+    let ns = "berth-cli-opts";
+    let Some(b) = setup("run_with_env_workdir_user_mounts_and_read_only_root", ns) else {
+        return;
+    };
+    let _cleanup = Cleanup::new(&b, ns);
+    let run = |args: &[&str]| {
+        let mut full = vec!["run", "--rm"];
+        full.extend_from_slice(args);
+        berth(&b, ns, &full)
+    };
+    let env_file = b.dir.path().join("env");
+    std::fs::write(&env_file, "# settings\nFROM_FILE=yes\n").unwrap();
+    let out = run(&[
+        "-e",
+        "A=1",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-w",
+        "/tmp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $FROM_FILE; pwd",
+    ]);
+    assert_eq!(ok(out, "env and workdir"), "1 yes\n/tmp\n");
+    // A user name is looked up in the image's own /etc/passwd.
+    let out = run(&["-u", "nobody", "busybox", "id", "-u"]);
+    assert_eq!(ok(out, "-u nobody").trim(), "65534");
+    let out = run(&["-u", "nobody", "busybox", "id", "-g"]);
+    assert_eq!(ok(out, "-u nobody gid").trim(), "65534");
+    let out = run(&["-u", "1234:5678", "busybox", "id"]);
+    assert!(ok(out, "-u uid:gid").starts_with("uid=1234 gid=5678"));
+    let out = run(&["-u", "ghost", "busybox", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(stderr(&out).contains("\"ghost\""), "{}", stderr(&out));
+
+    // Bind mounts, read-only and writable.
+    let host = b.dir.path().join("vol");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "from the host\n").unwrap();
+    let ro = format!("{}:/data:ro", host.display());
+    let out = run(&["-v", &ro, "busybox", "cat", "/data/f"]);
+    assert_eq!(ok(out, "-v ro read"), "from the host\n");
+    let out = run(&["-v", &ro, "busybox", "touch", "/data/x"]);
+    assert_ne!(code(&out), 0, "a read-only mount is not writable");
+    let rw = format!("{}:/data", host.display());
+    ok(
+        run(&["-v", &rw, "busybox", "sh", "-c", "echo back > /data/g"]),
+        "-v rw write",
+    );
+    assert_eq!(std::fs::read_to_string(host.join("g")).unwrap(), "back\n");
+
+    // A read-only root; /dev/shm and the /etc files stay writable.
+    let out = run(&["--read-only", "busybox", "touch", "/x"]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    ok(
+        run(&["--read-only", "busybox", "touch", "/dev/shm/x"]),
+        "tmpfs under a read-only root",
+    );
+
+    // Safe defaults: no new privileges, seccomp filtering, containerd's capabilities.
+    let status = ok(
+        run(&["busybox", "cat", "/proc/self/status"]),
+        "cat /proc/self/status",
+    );
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2");
+    assert_eq!(field("CapEff:"), "00000000a80425fb");
+    let out = run(&["--cap-drop", "ALL", "busybox", "cat", "/proc/self/status"]);
+    assert!(ok(out, "--cap-drop ALL").contains("CapEff:\t0000000000000000"));
+    let out = run(&["--pids-limit", "20", "--cpus", "0.5", "busybox", "true"]);
+    ok(out, "--pids-limit and --cpus");
+
+    // Networks: none has only loopback; host shares the host's interfaces and /etc/hosts.
+    let out = run(&["busybox", "ls", "/sys/class/net"]);
+    assert_eq!(ok(out, "--net none").trim(), "lo");
+    let out = run(&["--net", "host", "busybox", "ls", "/sys/class/net"]);
+    assert!(ok(out, "--net host").lines().count() > 1);
+    let out = run(&["--net", "host", "busybox", "cat", "/etc/hosts"]);
+    assert_eq!(
+        ok(out, "--net host hosts"),
+        std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+    );
+    let out = run(&["--name", "h1", "busybox", "hostname"]);
+    assert_eq!(ok(out, "hostname").trim(), "h1");
+}
+
+#[test]
+fn run_with_a_terminal() {
+    let ns = "berth-cli-tty";
+    let Some(b) = setup("run_with_a_terminal", ns) else {
+        return;
+    };
+    let _cleanup = Cleanup::new(&b, ns);
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIP run_with_a_terminal: script (bsdutils) not installed");
+        return;
+    }
+    let cmd = format!(
+        "{} --address {} -n {ns} run -it --rm busybox tty",
+        workspace_bin("berth").display(),
+        b.address().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("/dev/pts/0"), "{stdout:?}");
+    // The exit code comes through the terminal too.
+    let cmd = format!(
+        "{} --address {} -n {ns} run -t --rm busybox sh -c 'exit 4'",
+        workspace_bin("berth").display(),
+        b.address().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    assert_eq!(code(&out), 4);
+}
+
+#[test]
+fn a_container_over_its_memory_limit_is_oom_killed() {
+    let ns = "berth-cli-oom";
+    let Some(b) = setup("a_container_over_its_memory_limit_is_oom_killed", ns) else {
+        return;
+    };
+    let _cleanup = Cleanup::new(&b, ns);
+    let hog = |mib: u32| {
+        format!("x=$(dd if=/dev/zero bs=1M count={mib} 2>/dev/null | tr '\\0' a); echo ${{#x}}")
+    };
+    let out = berth(
+        &b,
+        ns,
+        &[
+            "run",
+            "--name",
+            "hog",
+            "--memory",
+            "20m",
+            "busybox",
+            "sh",
+            "-c",
+            &hog(100),
+        ],
+    );
+    assert_eq!(code(&out), 137, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("container hog was OOM-killed (memory limit 20.00MiB)"),
+        "{}",
+        stderr(&out)
+    );
+    let inspect = ok(
+        berth(&b, ns, &["inspect", "--format", "json", "hog"]),
+        "inspect",
+    );
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v[0]["state"]["oom_killed"], true);
+    assert_eq!(v[0]["state"]["exit_code"], 137);
+    assert_eq!(
+        v[0]["spec"]["linux"]["resources"]["memory"]["limit"],
+        20 << 20
+    );
+    ok(berth(&b, ns, &["rm", "hog"]), "rm hog");
+    // Under the limit, the same program runs to its end.
+    let out = berth(
+        &b,
+        ns,
+        &[
+            "run",
+            "--rm",
+            "--memory",
+            "20m",
+            "busybox",
+            "sh",
+            "-c",
+            &hog(2),
+        ],
+    );
+    assert_eq!(ok(out, "under the limit").trim(), "2097152");
+}
+
+/// `berth events` running until dropped, its lines collected.
+struct Events {
+    child: Child,
+    lines: Arc<Mutex<String>>,
+}
+
+impl Events {
+    fn start(b: &Berthd, ns: &str) -> Events {
+        let mut child = berth_cmd(b, ns, &["events", &format!("namespace=={ns}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn berth events");
+        let lines = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut all = sink.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        Events { child, lines }
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ps_line(b: &Berthd, ns: &str, id: &str) -> String {
+    ok(berth(b, ns, &["ps", "-a"]), "berth ps -a")
+        .lines()
+        .find(|l| l.starts_with(&format!("{id} ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_detached_container_through_its_life() {
+    let ns = "berth-cli-detached";
+    let Some(b) = setup("a_detached_container_through_its_life", ns) else {
+        return;
+    };
+    let _cleanup = Cleanup::new(&b, ns);
+    let events = Events::start(&b, ns);
+    let script = "echo started; echo oops >&2; trap 'echo bye; exit 0' TERM; \
+                  while true; do sleep 0.2; done";
+    let out = berth(
+        &b,
+        ns,
+        &["run", "-d", "--name", "d1", "busybox", "sh", "-c", script],
+    );
+    assert_eq!(ok(out, "berth run -d"), "d1\n");
+    let ps = ok(berth(&b, ns, &["ps"]), "berth ps");
+    assert!(ps.starts_with("CONTAINER ID "), "{ps}");
+    assert!(ps_line(&b, ns, "d1").contains(" Up "), "{ps}");
+    assert_eq!(ok(berth(&b, ns, &["ps", "-q"]), "ps -q"), "d1\n");
+
+    // exec: its output and its exit code.
+    let out = berth(&b, ns, &["exec", "d1", "sh", "-c", "echo in; exit 3"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "in\n");
+    let out = berth(
+        &b,
+        ns,
+        &[
+            "exec",
+            "-e",
+            "X=2",
+            "-w",
+            "/etc",
+            "d1",
+            "sh",
+            "-c",
+            "echo $X; pwd",
+        ],
+    );
+    assert_eq!(ok(out, "exec -e -w"), "2\n/etc\n");
+
+    // logs: stdout and stderr of the detached task, through a file:// log.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let logs = ok(berth(&b, ns, &["logs", "d1"]), "berth logs");
+            logs.contains("started\n") && logs.contains("oops\n")
+        }),
+        "{}",
+        ok(berth(&b, ns, &["logs", "d1"]), "berth logs")
+    );
+
+    // top, stats and inspect see the running task.
+    let top = ok(berth(&b, ns, &["top", "d1"]), "berth top");
+    assert!(top.contains("sh -c echo started"), "{top}");
+    let stats = ok(
+        berth(&b, ns, &["stats", "--format", "json", "d1"]),
+        "berth stats",
+    );
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(v[0]["id"], "d1");
+    assert!(v[0]["pids"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(v[0]["memory"].as_u64().unwrap() > 0, "{stats}");
+    let inspect = ok(
+        berth(&b, ns, &["inspect", "--format", "json", "d1"]),
+        "berth inspect",
+    );
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v[0]["state"]["status"], "running");
+    assert_eq!(v[0]["runtime"], "io.containerd.runc.v2");
+    assert_eq!(v[0]["spec"]["process"]["noNewPrivileges"], true);
+    let pid = v[0]["state"]["pid"].as_u64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+
+    ok(berth(&b, ns, &["pause", "d1"]), "berth pause");
+    assert!(ps_line(&b, ns, "d1").contains("Up (Paused)"));
+    ok(berth(&b, ns, &["unpause", "d1"]), "berth unpause");
+    // A running container is not removed without -f.
+    let err = fails(berth(&b, ns, &["rm", "d1"]), "rm a running container");
+    assert!(err.contains("is running"), "{err}");
+
+    // stop: SIGTERM (trapped, exit 0), then the exit is recorded.
+    ok(berth(&b, ns, &["stop", "-t", "10", "d1"]), "berth stop");
+    let line = ps_line(&b, ns, "d1");
+    assert!(line.contains("Exited (0)"), "{line}");
+    assert!(ok(berth(&b, ns, &["logs", "d1"]), "logs").contains("bye\n"));
+    assert_eq!(ok(berth(&b, ns, &["ps", "-q"]), "ps -q"), "");
+
+    // start: again, detached; kill; a stopped container's task is replaced by start.
+    ok(berth(&b, ns, &["start", "d1"]), "berth start");
+    assert!(ps_line(&b, ns, "d1").contains(" Up "));
+    ok(berth(&b, ns, &["kill", "d1"]), "berth kill");
+    assert!(wait_until(Duration::from_secs(10), || ps_line(
+        &b, ns, "d1"
+    )
+    .contains("Exited (137)")));
+    // logs -f ends when the container has stopped.
+    let logs = ok(berth(&b, ns, &["logs", "-f", "d1"]), "logs -f");
+    assert_eq!(logs.matches("started\n").count(), 2, "{logs}");
+
+    // A stuck container is killed after the grace time.
+    ok(
+        berth(
+            &b,
+            ns,
+            &["run", "-d", "--name", "d2", "busybox", "sleep", "1000"],
+        ),
+        "run d2",
+    );
+    let t = Instant::now();
+    ok(berth(&b, ns, &["stop", "-t", "1", "d2"]), "stop d2");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert!(ps_line(&b, ns, "d2").contains("Exited (137)"));
+
+    ok(berth(&b, ns, &["rm", "d1", "d2"]), "berth rm");
+    assert_gone(&b, ns, "d1");
+    let out = berth(
+        &b,
+        ns,
+        &["run", "-d", "--name", "d3", "busybox", "sleep", "1000"],
+    );
+    ok(out, "run d3");
+    ok(berth(&b, ns, &["rm", "-f", "d3"]), "rm -f");
+    assert_gone(&b, ns, "d3");
+
+    assert!(wait_until(Duration::from_secs(5), || events
+        .text()
+        .contains("/containers/delete {\"id\":\"d3\"}")));
+    let text = events.text();
+    for topic in [
+        "/containers/create",
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exec-added",
+        "/tasks/paused",
+        "/tasks/resumed",
+        "/tasks/exit",
+        "/tasks/delete",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!(" {ns} {topic} ")) && l.contains("\"d1\"")),
+            "no {topic} for d1 in:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn run_with_berths_own_shim() {
+    let ns = "berth-cli-shim";
+    let Some(b) = setup("run_with_berths_own_shim", ns) else {
+        return;
+    };
+    let _cleanup = Cleanup::new(&b, ns);
+    let rt = "io.containerd.berth.v2";
+    let out = berth(
+        &b,
+        ns,
+        &["run", "--rm", "--runtime", rt, "busybox", "echo", "hi"],
+    );
+    assert_eq!(ok(out, "run with the berth shim"), "hi\n");
+    let out = berth(
+        &b,
+        ns,
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            rt,
+            "busybox",
+            "sh",
+            "-c",
+            "exit 9",
+        ],
+    );
+    assert_eq!(code(&out), 9);
+    ok(
+        berth(
+            &b,
+            ns,
+            &[
+                "run",
+                "-d",
+                "--runtime",
+                rt,
+                "--name",
+                "s1",
+                "busybox",
+                "sh",
+                "-c",
+                "echo up; sleep 1000",
+            ],
+        ),
+        "run -d",
+    );
+    let out = berth(&b, ns, &["exec", "s1", "sh", "-c", "exit 6"]);
+    assert_eq!(code(&out), 6);
+    assert!(wait_until(Duration::from_secs(5), || ok(
+        berth(&b, ns, &["logs", "s1"]),
+        "logs"
+    ) == "up\n"));
+    ok(berth(&b, ns, &["rm", "-f", "s1"]), "rm -f");
+    assert_gone(&b, ns, "s1");
+}
