@@ -234,8 +234,13 @@ pub async fn task_of(c: &Clients, ns: &str, id: &str) -> Result<Option<ProcessSt
     }
 }
 
-/// Delete the exited task of `c` and record how it ended in the container's labels.
+/// Delete the exited task of `c` and record how it ended in the container's labels: its exit
+/// code, when, and whether it was OOM-killed (`oom`, or an OOM kill counted in its cgroup).
 pub async fn reap(c: &Clients, ns: &str, container: &Container, oom: bool) -> Result<ExitStatus> {
+    let oom = oom
+        || crate::stats::oom_kills(c, ns, &container.id)
+            .await
+            .is_some_and(|n| n > 0);
     let exit = c.tasks.delete(ns, &container.id).await?;
     let mut update = Container::new(&container.id);
     update.labels = BTreeMap::from([

@@ -438,30 +438,32 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     foreground(ctx, &c, &a, made).await
 }
 
-/// Wait for a `/tasks/oom` event for `id` in the background; the flag is set when one comes.
-async fn watch_oom(c: &Clients, ns: &str, id: &str) -> Option<Arc<AtomicBool>> {
+/// Watch for a `/tasks/oom` event for `id` in the background; the flag is set when one comes.
+/// The subscription is made in the background too: containerd answers a subscription only
+/// with its first event.
+fn watch_oom(c: &Clients, ns: &str, id: &str) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
     let filter = format!("topic==\"/tasks/oom\",namespace=={ns}");
-    let mut stream = berth_client::RemoteEvents::new(c.channel.clone())
-        .subscribe(&[filter])
-        .await
-        .ok()?;
+    let events = berth_client::RemoteEvents::new(c.channel.clone());
     let seen = Arc::new(AtomicBool::new(false));
     let flag = seen.clone();
     let id = id.to_string();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
+        let Ok(mut stream) = events.subscribe(&[filter]).await else {
+            return;
+        };
         while let Ok(Some(e)) = stream.next().await {
             if e.event.as_ref().and_then(crate::events::container_of) == Some(id.clone()) {
                 flag.store(true, Ordering::SeqCst);
             }
         }
     });
-    Some(seen)
+    (seen, task)
 }
 
 async fn foreground(ctx: &Ctx, c: &Clients, a: &RunArgs, made: Made) -> Result<()> {
     let ns = ctx.namespace.as_str();
     let id = made.container.id.clone();
-    let oom_seen = watch_oom(c, ns, &id).await;
+    let (oom_seen, oom_watch) = watch_oom(c, ns, &id);
     let fifos = Fifos::new(&ctx.state_dir().join("fifo"), &id, a.interactive, a.tty)?;
     let tee = container::log_path(&made.container).and_then(|p| {
         std::fs::OpenOptions::new()
@@ -510,7 +512,8 @@ async fn foreground(ctx: &Ctx, c: &Clients, a: &RunArgs, made: Made) -> Result<(
         h.abort();
     }
     let exit = waited?;
-    let oom = exit.code == 137 && oom_killed(c, ns, &id, oom_seen.as_deref()).await;
+    let oom = exit.code == 137 && oom_killed(c, ns, &id, &oom_seen).await;
+    oom_watch.abort();
     tokio::task::spawn_blocking(move || copies.wait_outputs(Duration::from_secs(10))).await?;
     drop(raw);
     drop(fifos);
@@ -532,9 +535,9 @@ async fn foreground(ctx: &Ctx, c: &Clients, a: &RunArgs, made: Made) -> Result<(
 
 /// Whether the kernel's OOM killer ended container `id`: a `/tasks/oom` event (which may come
 /// just after the exit), or an OOM kill counted in its cgroup.
-async fn oom_killed(c: &Clients, ns: &str, id: &str, seen: Option<&AtomicBool>) -> bool {
+async fn oom_killed(c: &Clients, ns: &str, id: &str, seen: &AtomicBool) -> bool {
     for _ in 0..10 {
-        if seen.is_some_and(|s| s.load(Ordering::SeqCst)) {
+        if seen.load(Ordering::SeqCst) {
             return true;
         }
         if crate::stats::oom_kills(c, ns, id)

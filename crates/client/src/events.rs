@@ -61,8 +61,9 @@ impl RemoteEvents {
     }
 
     /// Subscribe to the events of every namespace matching any of `filters` (containerd's
-    /// syntax over `topic`, `namespace` and `event.*`, e.g. `topic~=/tasks/`; empty: all). The
-    /// subscription is in place when this returns.
+    /// syntax over `topic`, `namespace` and `event.*`, e.g. `topic~=/tasks/`; empty: all). This
+    /// returns when the server answers: berthd answers at once, with the subscription in place;
+    /// containerd only with the first event.
     pub async fn subscribe(&self, filters: &[String]) -> Result<EventStream> {
         let req = SubscribeRequest {
             filters: filters.to_vec(),

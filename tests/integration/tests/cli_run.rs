@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_integration_tests::registry::TestImages;
-use berth_integration_tests::{ctr, enabled, fails, ok, workspace_bin, Berthd};
+use berth_integration_tests::{ctr, enabled, fails, ok, workspace_bin, Berthd, Containerd};
 
 /// Skip unless root tests are on and runc and the Go runc shim are installed; a berthd with
 /// busybox imported (not unpacked: `run` unpacks it) in namespace `ns`.
@@ -43,6 +43,11 @@ fn setup(test: &str, ns: &str) -> Option<Berthd> {
 
 /// `berth --address <b> -n <ns> ARGS`, with no `BERTH_*` settings from the environment.
 fn berth_cmd(b: &Berthd, ns: &str, args: &[&str]) -> Command {
+    berth_at(&b.address(), ns, args)
+}
+
+/// `berth --address ADDRESS -n <ns> ARGS`, with no `BERTH_*` settings from the environment.
+fn berth_at(address: &Path, ns: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(workspace_bin("berth"));
     for var in [
         "BERTH_ADDRESS",
@@ -53,7 +58,7 @@ fn berth_cmd(b: &Berthd, ns: &str, args: &[&str]) -> Command {
     ] {
         cmd.env_remove(var);
     }
-    cmd.arg("--address").arg(b.address()).args(["-n", ns]);
+    cmd.arg("--address").arg(address).args(["-n", ns]);
     cmd.args(args);
     cmd
 }
@@ -663,4 +668,59 @@ fn run_with_berths_own_shim() {
     ) == "up\n"));
     ok(berth(&b, ns, &["rm", "-f", "s1"]), "rm -f");
     assert_gone(&b, ns, "s1");
+}
+
+#[test]
+fn berth_runs_containers_on_containerd_too() {
+    let ns = "berth-cli-containerd";
+    if !enabled("berth_runs_containers_on_containerd_too") {
+        return;
+    }
+    let Some(c) = Containerd::start() else {
+        return;
+    };
+    let archive = TestImages::get().archive("busybox");
+    ok(
+        c.ctr(
+            ns,
+            &["images", "import", "--no-unpack", archive.to_str().unwrap()],
+        ),
+        "ctr images import",
+    );
+    let _cleanup = Cleanup {
+        address: c.address(),
+        ns,
+    };
+    let run = |args: &[&str]| {
+        berth_at(&c.address(), ns, args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["run", "--rm", "-u", "nobody", "busybox", "id", "-u"]);
+    assert_eq!(ok(out, "run on containerd").trim(), "65534");
+    let out = run(&["run", "--rm", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    let out = run(&[
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; sleep 1000",
+    ]);
+    ok(out, "run -d on containerd");
+    let out = run(&["exec", "c1", "sh", "-c", "exit 3"]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(wait_until(Duration::from_secs(5), || {
+        ok(run(&["logs", "c1"]), "logs") == "up\n"
+    }));
+    ok(run(&["stop", "-t", "1", "c1"]), "stop");
+    ok(run(&["rm", "c1"]), "rm");
+    assert_eq!(ok(run(&["ps", "-a", "-q"]), "ps"), "");
+    // Only the image's snapshot is left.
+    let snapshots = ok(c.ctr(ns, &["snapshots", "ls"]), "snapshots");
+    assert_eq!(snapshots.lines().count(), 2, "{snapshots}");
 }
