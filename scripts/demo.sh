@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo: run as root (berthd owns /var/lib/berth and /run/berth)" >&2; exit 1; }
 bash scripts/deps.sh
 cargo build --release --bins
-install -m 0755 target/release/berthd target/release/berth /usr/local/bin/
+install -m 0755 target/release/berthd target/release/berth target/release/containerd-shim-berth-v2 /usr/local/bin/
 
 sock=/run/berth/berthd.sock
 if berth --address "$sock" version >/dev/null 2>&1; then
@@ -34,5 +34,14 @@ digest=$(berth -n demo --format json content ls | python3 -c 'import json,sys; p
 run ctr --address "$sock" -n demo content get "$digest"
 run berth -n demo lease create --expires 1h
 run ctr --address "$sock" plugins ls
+
+# An image built locally (no internet needed), imported, and a container run from it.
+images=$(mktemp -d)
+python3 scripts/testimages.py --out "$images" busybox >/dev/null
+run ctr --address "$sock" -n demo images import "$images/busybox.tar"
+run berth -n demo image ls
+run berth -n demo run --rm docker.io/library/busybox:latest sh -c 'echo hello from a berth container; uname -a'
+run berth -n demo run --rm --runtime io.containerd.berth.v2 docker.io/library/busybox:latest echo "and from berth's own shim"
+rm -rf "$images"
 echo
 echo "demo: berthd is running on $sock; try: berth --help, ctr --address $sock --help"
