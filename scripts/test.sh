@@ -20,9 +20,9 @@ step() {
 step cargo fmt --all -- --check
 step cargo build --workspace --bins --tests
 step cargo clippy --workspace --all-targets -- -D warnings
-step cargo test --workspace --exclude berth-integration-tests
+step cargo test --no-fail-fast --workspace --exclude berth-integration-tests
 if [ "$(id -u)" -eq 0 ]; then
-  step env BERTH_ROOT_TESTS=1 cargo test -p berth-integration-tests -- --test-threads=1
+  step env BERTH_ROOT_TESTS=1 cargo test --no-fail-fast -p berth-integration-tests -- --test-threads=1
 else
   echo "==> SKIP root integration tests: they need root (real mounts, runc, a registry); run as root"
 fi

@@ -252,11 +252,14 @@ pub fn serve(flags: &Flags) -> Result<()> {
         .set_thread_count_max(8);
     server.start().map_err(ttrpc_err)?;
     log::info!("serving task {} in namespace {}", flags.id, flags.namespace);
+    // Read the socket's address now: the bundle (our cwd) may be removed by the daemon as soon
+    // as Shutdown has answered.
+    let address = fs::read_to_string("address")
+        .map(|a| a.trim().to_string())
+        .unwrap_or_else(|_| socket_address(&flags.address, &flags.namespace, &flags.id));
     let _ = shutdown.recv();
     publisher.close(Duration::from_secs(5));
-    if let Ok(address) = fs::read_to_string("address") {
-        let _ = fs::remove_file(address.trim().trim_start_matches("unix://"));
-    }
+    let _ = fs::remove_file(address.trim_start_matches("unix://"));
     log::info!("shim exiting");
     std::process::exit(0)
 }
