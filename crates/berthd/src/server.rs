@@ -50,6 +50,14 @@ pub fn init_logging(args: &Args, cfg: &Config) -> anyhow::Result<()> {
         .or_else(|| cfg.debug.level.clone())
         .or_else(|| std::env::var("BERTH_LOG").ok())
         .unwrap_or_else(|| "info".into());
+    // The ttrpc client logs "The request has returned" at error level whenever a caller
+    // stops waiting for a reply (a `ctr task wait` interrupted, a CRI call cancelled): a
+    // normal event here, not an error. Silence that one module unless asked for by name.
+    let level = if level.contains("ttrpc") {
+        level
+    } else {
+        format!("{level},ttrpc::asynchronous::client=off")
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .with_context(|| format!("log level {level:?}"))?;
     let builder = tracing_subscriber::fmt()

@@ -6,6 +6,7 @@
 
 pub mod registry;
 pub mod shim;
+pub mod tasks;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -4,14 +4,13 @@
 //! an OOM kill reported, and a detached container through ps, exec, logs, top, stats, inspect,
 //! events, pause, stop, start and rm.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_integration_tests::registry::TestImages;
-use berth_integration_tests::{ctr, enabled, fails, ok, workspace_bin, Berthd, Containerd};
+use berth_integration_tests::tasks::{FollowedLines, TaskCleanup};
+use berth_integration_tests::{enabled, fails, ok, workspace_bin, Berthd, Containerd};
 
 /// Skip unless root tests are on and runc and the Go runc shim are installed; a berthd with
 /// busybox imported (not unpacked: `run` unpacks it) in namespace `ns`.
@@ -78,48 +77,6 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// On drop (also when a test fails): kill and delete every task of the namespace, remove its
-/// containers and their snapshots, so that nothing outlives the test.
-struct Cleanup {
-    address: PathBuf,
-    ns: &'static str,
-}
-
-impl Cleanup {
-    fn new(b: &Berthd, ns: &'static str) -> Cleanup {
-        Cleanup {
-            address: b.address(),
-            ns,
-        }
-    }
-
-    fn ctr(&self, args: &[&str]) -> String {
-        String::from_utf8_lossy(&ctr(&self.address, self.ns, args, None).stdout).into_owned()
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let tasks = self.ctr(&["task", "ls", "-q"]);
-        for id in tasks.split_whitespace() {
-            self.ctr(&["task", "kill", "-s", "SIGKILL", "--all", id]);
-        }
-        for id in tasks.split_whitespace() {
-            self.ctr(&["task", "delete", "--force", id]);
-        }
-        for id in self.ctr(&["containers", "ls", "-q"]).split_whitespace() {
-            self.ctr(&["containers", "rm", id]);
-        }
-        let root = format!("/run/containerd/runc/{}", self.ns);
-        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let id = e.file_name().to_string_lossy().into_owned();
-            let _ = Command::new("runc")
-                .args(["--root", &root, "delete", "--force", &id])
-                .output();
-        }
-    }
-}
-
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -150,7 +107,7 @@ fn run_prints_and_exits_with_the_container() {
     let Some(b) = setup("run_prints_and_exits_with_the_container", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     let out = berth(
         &b,
         ns,
@@ -222,7 +179,7 @@ fn run_with_env_workdir_user_mounts_and_read_only_root() {
     let Some(b) = setup("run_with_env_workdir_user_mounts_and_read_only_root", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     let run = |args: &[&str]| {
         let mut full = vec!["run", "--rm"];
         full.extend_from_slice(args);
@@ -324,7 +281,7 @@ fn run_with_a_terminal() {
     let Some(b) = setup("run_with_a_terminal", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("SKIP run_with_a_terminal: script (bsdutils) not installed");
         return;
@@ -362,7 +319,7 @@ fn a_container_over_its_memory_limit_is_oom_killed() {
     let Some(b) = setup("a_container_over_its_memory_limit_is_oom_killed", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     let hog = |mib: u32| {
         format!("x=$(dd if=/dev/zero bs=1M count={mib} 2>/dev/null | tr '\\0' a); echo ${{#x}}")
     };
@@ -417,43 +374,20 @@ fn a_container_over_its_memory_limit_is_oom_killed() {
     assert_eq!(ok(out, "under the limit").trim(), "2097152");
 }
 
-/// `berth events` running until dropped, its lines collected.
-struct Events {
-    child: Child,
-    lines: Arc<Mutex<String>>,
-}
+/// `berth events` of `ns`, running until dropped.
+struct Events(FollowedLines);
 
 impl Events {
     fn start(b: &Berthd, ns: &str) -> Events {
-        let mut child = berth_cmd(b, ns, &["events", &format!("namespace=={ns}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn berth events");
-        let lines = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        Events { child, lines }
+        Events(FollowedLines::spawn(berth_cmd(
+            b,
+            ns,
+            &["events", &format!("namespace=={ns}")],
+        )))
     }
 
     fn text(&self) -> String {
-        self.lines.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.text()
     }
 }
 
@@ -471,7 +405,7 @@ fn a_detached_container_through_its_life() {
     let Some(b) = setup("a_detached_container_through_its_life", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     let events = Events::start(&b, ns);
     let script = "echo started; echo oops >&2; trap 'echo bye; exit 0' TERM; \
                   while true; do sleep 0.2; done";
@@ -618,7 +552,7 @@ fn run_with_berths_own_shim() {
     let Some(b) = setup("run_with_berths_own_shim", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     let rt = "io.containerd.berth.v2";
     let out = berth(
         &b,
@@ -687,10 +621,7 @@ fn berth_runs_containers_on_containerd_too() {
         ),
         "ctr images import",
     );
-    let _cleanup = Cleanup {
-        address: c.address(),
-        ns,
-    };
+    let _cleanup = TaskCleanup::new(c.address(), ns);
     let run = |args: &[&str]| {
         berth_at(&c.address(), ns, args)
             .stdin(Stdio::null())

@@ -6,19 +6,14 @@
 //! after the restart, still usable, with the real exit status of a task that ended while berthd
 //! was down and a clean-up for a shim that died meanwhile.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_integration_tests::registry::TestImages;
-use berth_integration_tests::{ctr, enabled, fails, ok, Berthd};
+use berth_integration_tests::tasks::{shim_pids, FollowedLines, TaskCleanup};
+use berth_integration_tests::{enabled, fails, ok, Berthd};
 
 const IMAGE: &str = "docker.io/library/busybox:latest";
-
-/// Skip unless root tests are on and the Go runc shim and runc are installed.
-const BERTH_SHIM: &str = "containerd-shim-berth-v2";
 
 thread_local! {
     /// The runtime the current test runs its containers with.
@@ -90,86 +85,6 @@ fn setup(test: &str, ns: &str) -> Option<Berthd> {
         "ctr images import",
     );
     Some(b)
-}
-
-/// On drop (also when a test fails), kill and delete every task of the namespace and remove its
-/// containers, so no shim or container outlives the test; then kill any shim of this berthd
-/// that is still there.
-struct Cleanup {
-    address: PathBuf,
-    ns: &'static str,
-}
-
-impl Cleanup {
-    fn new(b: &Berthd, ns: &'static str) -> Cleanup {
-        Cleanup {
-            address: b.address(),
-            ns,
-        }
-    }
-
-    fn ctr(&self, args: &[&str]) -> String {
-        String::from_utf8_lossy(&ctr(&self.address, self.ns, args, None).stdout).into_owned()
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let tasks = self.ctr(&["task", "ls", "-q"]);
-        for id in tasks.split_whitespace() {
-            self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
-        }
-        for id in tasks.split_whitespace() {
-            self.ctr(&["task", "delete", "--force", id]);
-        }
-        for id in self.ctr(&["containers", "ls", "-q"]).split_whitespace() {
-            self.ctr(&["containers", "rm", id]);
-        }
-        for pid in shim_pids(&self.address) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        // A test that failed half-way may leave runc containers of its namespace behind.
-        for root in [
-            format!("/run/containerd/runc/{}", self.ns),
-            format!("/run/berth/runc/{}", self.ns),
-        ] {
-            for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-                let id = e.file_name().to_string_lossy().into_owned();
-                let _ = Command::new("runc")
-                    .args(["--root", &root, "delete", "--force", &id])
-                    .output();
-            }
-        }
-    }
-}
-
-/// Pids of the shims started by the berthd at `address` (their `-address` is its socket).
-fn shim_pids(address: &Path) -> Vec<u32> {
-    let address = address.display().to_string();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|&c| c == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let is_shim = args
-            .first()
-            .is_some_and(|a| a.ends_with("containerd-shim-runc-v2") || a.ends_with(BERTH_SHIM));
-        if is_shim
-            && args
-                .windows(2)
-                .any(|w| w[0] == "-address" && w[1] == address)
-        {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 /// The shim process serving task `id`.
@@ -257,55 +172,24 @@ fn delete_task(b: &Berthd, ns: &str, id: &str) -> u32 {
         .unwrap_or(0)
 }
 
-/// `ctr events`, running until dropped, its lines collected as they come.
-struct Events {
-    child: Child,
-    lines: Arc<Mutex<String>>,
-}
+/// `ctr events` of `ns`, running until dropped.
+struct Events(FollowedLines);
 
 impl Events {
     fn start(b: &Berthd, ns: &str) -> Events {
-        let mut child = Command::new("ctr")
-            .arg("--address")
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
             .arg(b.address())
-            .args(["--namespace", ns, "events"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ctr events");
-        let lines = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().expect("ctr events stdout");
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut all = sink.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        // Let the subscription be in place before anything happens.
-        std::thread::sleep(Duration::from_millis(500));
-        Events { child, lines }
-    }
-
-    fn text(&self) -> String {
-        self.lines.lock().unwrap().clone()
+            .args(["--namespace", ns, "events"]);
+        Events(FollowedLines::spawn(cmd))
     }
 
     /// Wait (up to 10 s) until `topic` was seen for `id`; all lines so far.
     fn wait_for(&self, topic: &str, id: &str) -> String {
         wait_until(Duration::from_secs(10), || {
-            topics_for(&self.text(), id).iter().any(|t| t == topic)
+            topics_for(&self.0.text(), id).iter().any(|t| t == topic)
         });
-        self.text()
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.text()
     }
 }
 
@@ -325,7 +209,7 @@ fn run_in_the_foreground_prints_and_exits_with_the_task() {
     let Some(b) = setup("run_in_the_foreground_prints_and_exits_with_the_task", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     let out = b.ctr(ns, &run_args(&["--rm", IMAGE, "fg1", "echo", "hi"]));
     assert_eq!(ok(out, "ctr run echo hi"), "hi\n");
     let out = b.ctr(ns, &run_args(&["--rm", IMAGE, "fg2", "sh", "-c", "exit 7"]));
@@ -356,7 +240,7 @@ fn run_with_a_terminal() {
     let Some(b) = setup("run_with_a_terminal", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("SKIP run_with_a_terminal: script (bsdutils) not installed");
         return;
@@ -381,7 +265,7 @@ fn detached_task_lifecycle_with_events() {
     let Some(b) = setup("detached_task_lifecycle_with_events", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     let events = Events::start(&b, ns);
     ok(
         b.ctr(ns, &run_args(&["-d", IMAGE, "d1", "sleep", "1000"])),
@@ -484,7 +368,7 @@ fn a_shim_killed_under_berthd_is_cleaned_up() {
     let Some(b) = setup("a_shim_killed_under_berthd_is_cleaned_up", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     ok(
         b.ctr(ns, &run_args(&["-d", IMAGE, "k1", "sleep", "1000"])),
         "ctr run -d",
@@ -513,7 +397,7 @@ fn tasks_survive_a_berthd_kill9() {
     let Some(mut b) = setup("tasks_survive_a_berthd_kill9", ns) else {
         return;
     };
-    let _cleanup = Cleanup::new(&b, ns);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     let ids = ["s1", "s2", "s3", "s4", "s5"];
     for id in ids {
         ok(
