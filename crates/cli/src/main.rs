@@ -13,6 +13,7 @@ mod lease;
 mod logs;
 mod namespace;
 mod output;
+mod pull;
 mod run;
 mod snapshot;
 mod stats;
@@ -89,6 +90,8 @@ enum Command {
         #[command(subcommand)]
         command: lease::Command,
     },
+    /// Pull an image from its registry and unpack it.
+    Pull(pull::PullArgs),
     /// Manage images: list, inspect, remove, unpack, mount.
     #[command(alias = "images", alias = "i")]
     Image(SnapshotterArgs<image::Command>),
@@ -328,6 +331,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Namespace { command } => namespace::run(&ctx, command).await,
         Command::Content { command } => content::run(&ctx, command).await,
         Command::Lease { command } => lease::run(&ctx, command).await,
+        Command::Pull(a) => pull::run(&ctx, a).await,
         Command::Image(a) => image::run(&ctx, &a.snapshotter, a.command).await,
         Command::Snapshot(a) => snapshot::run(&ctx, &a.snapshotter, a.command).await,
         // As Docker: 125 when run itself fails, 126 when exec does.

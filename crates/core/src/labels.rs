@@ -19,6 +19,9 @@ pub const GC_EXPIRE: &str = "containerd.io/gc.expire";
 /// On a lease: when set, the lease protects only the resources added to it, not their references.
 pub const GC_FLAT: &str = "containerd.io/gc.flat";
 
+/// On a layer blob: the digest of its uncompressed tar (its diff ID), set when it is unpacked.
+pub const UNCOMPRESSED: &str = "containerd.io/uncompressed";
+
 const MAX_LABEL_SIZE: usize = 4096;
 
 /// Check one label as containerd does: a non-empty key and key+value at most 4096 bytes.

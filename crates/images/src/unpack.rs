@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_core::content::{ContentStore, Info as ContentInfo};
-use berth_core::labels::{GC_EXPIRE, GC_REF_SNAPSHOT_PREFIX};
+use berth_core::labels::{GC_EXPIRE, GC_REF_SNAPSHOT_PREFIX, UNCOMPRESSED};
 use berth_core::leases::{LeaseManager, Resource};
 use berth_core::snapshots::{Mount, Snapshotter};
 use berth_core::{Descriptor, Digest, Error, ErrorKind};
@@ -362,6 +362,9 @@ where
             } else {
                 self.apply_layer(ns, &sn, layer, parent).await?
             };
+            if done {
+                self.label_uncompressed(ns, layer).await?;
+            }
             applied.push(done);
             parent = Some(&layer.chain_id);
         }
@@ -382,6 +385,26 @@ where
                 )))?;
         }
         Ok(unpacked(image, applied))
+    }
+
+    /// Label an applied layer's blob with its diff ID (`containerd.io/uncompressed`), as
+    /// containerd's unpacker does.
+    async fn label_uncompressed(&self, ns: &str, layer: &Layer) -> Result<()> {
+        let info = ContentInfo {
+            digest: layer.blob.digest.clone(),
+            size: layer.blob.size,
+            created_at: SystemTime::UNIX_EPOCH,
+            updated_at: SystemTime::UNIX_EPOCH,
+            labels: BTreeMap::from([(UNCOMPRESSED.to_string(), layer.diff_id.to_string())]),
+        };
+        self.content
+            .update(ns, info, &[format!("labels.{UNCOMPRESSED}")])
+            .await
+            .map_err(ImageError::context(format!(
+                "label layer {}",
+                layer.blob.digest
+            )))?;
+        Ok(())
     }
 
     /// Apply one layer on `parent` and commit it under its chain ID. False when a concurrent

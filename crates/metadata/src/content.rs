@@ -228,7 +228,16 @@ impl ContentStore for Metadata {
         }
         if let Some(d) = &options.digest {
             match self.content_record(ns, d) {
-                Ok(_) => return Err(MetadataError::ContentExists(d.clone()).into()),
+                Ok(_) => {
+                    // As containerd: the blob joins the writer's lease even though nothing is
+                    // written, so a pull that finds it keeps it until the image record exists.
+                    if let Some(lease) = &options.lease {
+                        let txn = self.inner.db.begin_write().map_err(MetadataError::from)?;
+                        Self::lease_add_in(&txn, ns, lease, "content", &d.to_string())?;
+                        txn.commit().map_err(MetadataError::from)?;
+                    }
+                    return Err(MetadataError::ContentExists(d.clone()).into());
+                }
                 Err(MetadataError::ContentNotFound(_)) => {}
                 Err(e) => return Err(e.into()),
             }

@@ -1,0 +1,366 @@
+//! `berth pull`: fetch an image from its registry into berthd's content store (as `ctr pull`
+//! does, the client does the fetching; berthd stores, verifies and collects), record it, and
+//! unpack it for this platform, with a progress bar per blob on a terminal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, IsTerminal};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use berth_client::{RemoteContentStore, RemoteImages, RemoteLeases};
+use berth_core::images::{Image, ImageStore};
+use berth_core::labels::GC_EXPIRE;
+use berth_core::leases::LeaseManager;
+use berth_core::{Descriptor, Digest, ErrorKind};
+use berth_distribution::{Credentials, Fetched, PullOptions, PullProgress, Puller};
+use berth_images::{Platform, UnpackOptions};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::{Ctx, Format};
+
+/// How long the pull's lease protects its blobs if `berth` dies half-way.
+const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// `berth pull` arguments.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Speak plain HTTP to the registry (automatic for localhost, 127.0.0.0/8 and ::1).
+    #[arg(long)]
+    plain_http: bool,
+    /// Registry credentials as USER:PASSWORD, or USER with the password read from stdin
+    /// (default: the docker config file's, else none).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Platform to fetch and unpack from a multi-platform image (default: this machine's).
+    #[arg(long, value_parser = parse_platform, conflicts_with = "all_platforms")]
+    platform: Option<Platform>,
+    /// Fetch the manifests of every platform (only this machine's is unpacked).
+    #[arg(long)]
+    all_platforms: bool,
+    /// Fetch only; do not unpack into the snapshotter.
+    #[arg(long)]
+    no_unpack: bool,
+    /// Snapshotter to unpack into.
+    #[arg(long, env = "BERTH_SNAPSHOTTER", default_value = "overlayfs")]
+    snapshotter: String,
+    /// The image: `busybox`, `registry.example/app:v1`, `localhost:5000/app@sha256:…`.
+    reference: String,
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    s.parse().map_err(|e: berth_core::Error| e.to_string())
+}
+
+/// What `berth pull --format json` prints.
+#[derive(Debug, Serialize)]
+struct PullJson {
+    name: String,
+    digest: String,
+    media_type: String,
+    downloaded: usize,
+    existed: usize,
+    bytes: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unpacked: Option<UnpackedJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct UnpackedJson {
+    platform: String,
+    snapshotter: String,
+    layers: usize,
+    applied: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain_id: Option<String>,
+}
+
+/// Pull `a.reference` into the namespace of `ctx`.
+pub async fn run(ctx: &Ctx, a: PullArgs) -> Result<()> {
+    let ns = ctx.namespace.as_str();
+    let name = berth_distribution::normalize(&a.reference)?;
+    let credentials = a.user.as_deref().map(credentials).transpose()?;
+    let channel = ctx.channel().await?;
+    let leases = RemoteLeases::new(channel.clone());
+    let lease = format!("berth-pull-{}", uuid::Uuid::new_v4().simple());
+    let expires = humantime::format_rfc3339_seconds(SystemTime::now() + LEASE_EXPIRY).to_string();
+    leases
+        .create(
+            ns,
+            &lease,
+            BTreeMap::from([(GC_EXPIRE.to_string(), expires)]),
+        )
+        .await
+        .context("create the pull's lease")?;
+    let result = pull_under(ctx, &a, &name, credentials, &lease, channel).await;
+    // The image record holds what was pulled now; what a failed pull left goes with the lease,
+    // except ingests, which stay so that pulling again resumes them.
+    if let Err(e) = leases.delete(ns, &lease, false).await {
+        eprintln!("berth: delete lease {lease}: {e}");
+    }
+    result
+}
+
+async fn pull_under(
+    ctx: &Ctx,
+    a: &PullArgs,
+    name: &str,
+    credentials: Option<Credentials>,
+    lease: &str,
+    channel: tonic::transport::Channel,
+) -> Result<()> {
+    let ns = ctx.namespace.as_str();
+    let platform = a.platform.clone().unwrap_or_else(Platform::host);
+    let opts = PullOptions {
+        platform: (!a.all_platforms).then(|| platform.clone()),
+        plain_http: a.plain_http,
+        credentials,
+        lease: Some(lease.to_string()),
+        ..PullOptions::default()
+    };
+    let progress = Bars::new();
+    let puller = Puller::new(RemoteContentStore::new(channel.clone()));
+    let pulled = puller.pull(ns, &a.reference, &opts, &progress).await;
+    progress.clear();
+    let pulled = pulled?;
+    record_image(
+        &RemoteImages::new(channel.clone()),
+        ns,
+        name,
+        &pulled.target,
+    )
+    .await?;
+    let unpacked = if a.no_unpack {
+        None
+    } else {
+        let unpacker = berth_client::remote_unpacker(channel);
+        let opts = UnpackOptions {
+            platform: platform.clone(),
+            lease: Some(lease.to_string()),
+            ..UnpackOptions::new(&a.snapshotter)
+        };
+        let u = unpacker
+            .unpack(ns, &pulled.target, &opts)
+            .await
+            .with_context(|| format!("unpack {name} for {platform}"))?;
+        Some(UnpackedJson {
+            platform: platform.to_string(),
+            snapshotter: a.snapshotter.clone(),
+            layers: u.layers.len(),
+            applied: u.applied(),
+            chain_id: u.chain_id.map(|c| c.to_string()),
+        })
+    };
+    let out = PullJson {
+        name: name.to_string(),
+        digest: pulled.target.digest.to_string(),
+        media_type: pulled.target.media_type.clone(),
+        downloaded: pulled.downloaded,
+        existed: pulled.existed,
+        bytes: pulled.bytes,
+        unpacked,
+    };
+    match ctx.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&out)?),
+        Format::Table => print!("{}", pull_text(&out)),
+    }
+    Ok(())
+}
+
+fn pull_text(p: &PullJson) -> String {
+    let mut s = format!(
+        "{}: pulled {} ({} blobs downloaded, {}; {} already present)\n",
+        p.name,
+        p.digest,
+        p.downloaded,
+        human_bytes(p.bytes),
+        p.existed
+    );
+    if let Some(u) = &p.unpacked {
+        s.push_str(&format!(
+            "unpacked {} into {}: {} of {} layers applied{}\n",
+            u.platform,
+            u.snapshotter,
+            u.applied,
+            u.layers,
+            u.chain_id
+                .as_ref()
+                .map(|c| format!(", top snapshot {c}"))
+                .unwrap_or_default()
+        ));
+    }
+    s
+}
+
+fn human_bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    match n {
+        n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
+        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} kB", n / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
+/// Create the image record `name` -> `target`, or point the existing one at `target`.
+async fn record_image(
+    images: &RemoteImages,
+    ns: &str,
+    name: &str,
+    target: &Descriptor,
+) -> Result<()> {
+    let image = Image {
+        name: name.to_string(),
+        labels: BTreeMap::new(),
+        target: target.clone(),
+        created_at: SystemTime::now(),
+        updated_at: SystemTime::now(),
+    };
+    match images.create(ns, image.clone()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            images
+                .update(ns, image, &["target".to_string()])
+                .await
+                .with_context(|| format!("update image {name}"))?;
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("create image {name}"))),
+    }
+}
+
+/// `USER:PASSWORD`, or `USER` with the password on the first line of stdin.
+fn credentials(user: &str) -> Result<Credentials> {
+    let (username, password) = match user.split_once(':') {
+        Some((u, p)) => (u.to_string(), p.to_string()),
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("read the registry password from stdin")?;
+            (
+                user.to_string(),
+                line.trim_end_matches(['\r', '\n']).to_string(),
+            )
+        }
+    };
+    anyhow::ensure!(!username.is_empty(), "--user: empty user name");
+    Ok(Credentials { username, password })
+}
+
+/// Progress of a pull on stderr: a bar per blob on a terminal, a line per finished blob
+/// otherwise.
+struct Bars {
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<Digest, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        let multi = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Bars {
+            multi,
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn clear(&self) {
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+    }
+
+    fn bar(&self, desc: &Descriptor) -> Option<ProgressBar> {
+        let multi = self.multi.as_ref()?;
+        let mut bars = self.bars.lock().expect("progress lock poisoned");
+        let bar = bars.entry(desc.digest.clone()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new(desc.size.max(0) as u64));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:.bold} {bytes:>10}/{total_bytes:<10} [{wide_bar}] {bytes_per_sec:>12} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(short(&desc.digest));
+            bar
+        });
+        Some(bar.clone())
+    }
+}
+
+/// The first 12 hex digits of a digest, as Docker shows layers.
+fn short(d: &Digest) -> String {
+    let s = d.to_string();
+    let hex = s.split_once(':').map_or(s.as_str(), |(_, h)| h);
+    hex.chars().take(12).collect()
+}
+
+impl PullProgress for Bars {
+    fn resolved(&self, name: &str, target: &Descriptor) {
+        let line = format!("{name}: resolved to {}", target.digest);
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn started(&self, desc: &Descriptor, offset: i64) {
+        if let Some(bar) = self.bar(desc) {
+            bar.set_position(offset.max(0) as u64);
+            if offset > 0 {
+                bar.set_message("resuming");
+            }
+        }
+    }
+
+    fn advanced(&self, desc: &Descriptor, done: i64) {
+        if let Some(bar) = self.bar(desc) {
+            bar.set_position(done.max(0) as u64);
+        }
+    }
+
+    fn finished(&self, desc: &Descriptor, how: Fetched) {
+        let word = match how {
+            Fetched::Downloaded => "done",
+            Fetched::Exists => "exists",
+        };
+        match self.bar(desc) {
+            Some(bar) => {
+                bar.set_position(desc.size.max(0) as u64);
+                bar.finish_with_message(word);
+            }
+            None => eprintln!("{}: {word} ({})", desc.digest, human_bytes(desc.size)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_split_at_the_first_colon() {
+        let c = credentials("alice:pa:ss").unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "pa:ss")
+        );
+        assert!(credentials(":x").is_err());
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(2_500), "2.5 kB");
+        assert_eq!(human_bytes(316_000_000), "316.0 MB");
+        assert_eq!(human_bytes(-1), "0 B");
+    }
+}
