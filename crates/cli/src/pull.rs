@@ -95,9 +95,10 @@ pub async fn run(ctx: &Ctx, a: PullArgs) -> Result<()> {
         .await
         .context("create the pull's lease")?;
     let result = pull_under(ctx, &a, &name, credentials, &lease, channel).await;
-    // The image record holds what was pulled now; what a failed pull left goes with the lease,
-    // except ingests, which stay so that pulling again resumes them.
-    if let Err(e) = leases.delete(ns, &lease, false).await {
+    // The image record holds what was pulled now. What a failed pull left goes with the lease
+    // before berth returns (a collection runs), except ingests, which stay so that pulling
+    // again resumes them.
+    if let Err(e) = leases.delete(ns, &lease, result.is_err()).await {
         eprintln!("berth: delete lease {lease}: {e}");
     }
     result
