@@ -4,7 +4,8 @@
 Builds the `large` test image (scripts/testimages.py, default 300 MiB of incompressible data in
 7 layers on busybox), serves it from Debian's docker-registry on 127.0.0.1 (plain HTTP), and for
 each daemon, N times on a fresh daemon and empty root:
-  - pull:   `ctr images pull --plain-http` (download, verify, write content, unpack to overlayfs);
+  - pull:   `ctr images pull --plain-http` (download, verify, write content, unpack to overlayfs),
+            and on berthd also `berth pull` (the same work done by berth's own client);
   - unpack: remove the image's snapshots (content stays) and pull again: the content is already
             there, so this is the unpack alone (plus a manifest round trip).
 Prints medians, MB/s (compressed bytes for pull, uncompressed for unpack) and berthd/containerd
@@ -98,18 +99,27 @@ def remove_snapshots(d):
                 d.ctr("snapshots", "rm", r[0], check=False)
 
 
-def run_once(kind, binary, ref):
+def run_once(kind, binary, ref, client):
+    """One fresh daemon: (pull s, unpack s) with `client` ("ctr" or the path of `berth`)."""
     d = Daemon(kind, binary)
+
+    def pull():
+        if client == "ctr":
+            d.ctr("images", "pull", "--plain-http", ref)
+        else:
+            subprocess.run([client, "--address", d.sock, "pull", "--plain-http", ref],
+                           check=True, capture_output=True)
+
     try:
         t0 = time.monotonic()
-        d.ctr("images", "pull", "--plain-http", ref)
-        pull = time.monotonic() - t0
+        pull()
+        first = time.monotonic() - t0
         remove_snapshots(d)
         time.sleep(2)  # let background removal of the old snapshot dirs finish
         t0 = time.monotonic()
-        d.ctr("images", "pull", "--plain-http", ref)
+        pull()
         unpack = time.monotonic() - t0
-        return pull, unpack
+        return first, unpack
     finally:
         d.stop()
 
@@ -133,11 +143,17 @@ def main():
                         "--preserve-digests", f"oci:{layout}:latest", f"docker://{ref}"],
                        check=True, capture_output=True)
         results = {}
+        berth = os.path.join(os.path.dirname(os.path.abspath(a.berthd)), "berth")
+        configs = []
         for kind, binary in daemon_list(a.berthd):
-            runs = [run_once(kind, binary, ref) for _ in range(a.runs)]
-            results[kind] = (statistics.median(r[0] for r in runs),
-                             statistics.median(r[1] for r in runs))
-            print(f"{kind}: pull {[round(r[0], 2) for r in runs]} s, "
+            configs.append((kind, kind, binary, "ctr"))
+            if kind == "berthd" and os.path.exists(berth):
+                configs.append(("berth pull", kind, binary, berth))
+        for label, kind, binary, client in configs:
+            runs = [run_once(kind, binary, ref, client) for _ in range(a.runs)]
+            results[label] = (statistics.median(r[0] for r in runs),
+                              statistics.median(r[1] for r in runs))
+            print(f"{label}: pull {[round(r[0], 2) for r in runs]} s, "
                   f"unpack {[round(r[1], 2) for r in runs]} s", flush=True)
     finally:
         reg.stop()
@@ -148,8 +164,11 @@ def main():
     for kind, (p, u) in results.items():
         print(f"{kind:<12}{p:>10.2f}{comp / mb / p:>12.1f}{u:>10.2f}{uncomp / mb / u:>13.1f}")
     if "containerd" in results:
-        b, c = results["berthd"], results["containerd"]
-        print(f"{'ratio b/c':<12}{b[0] / c[0]:>10.2f}{'':>12}{b[1] / c[1]:>10.2f}")
+        c = results["containerd"]
+        for label in ("berthd", "berth pull"):
+            if label in results:
+                b = results[label]
+                print(f"{label + '/c':<12}{b[0] / c[0]:>10.2f}{'':>12}{b[1] / c[1]:>10.2f}")
 
 
 if __name__ == "__main__":

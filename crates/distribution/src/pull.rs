@@ -37,6 +37,8 @@ const ACCEPT: &[&str] = &[
 
 /// Manifests and indexes larger than this are refused (containerd's limit is 4 MiB too).
 const MAX_MANIFEST_SIZE: usize = 4 << 20;
+/// Bytes per write into the store.
+const WRITE_CHUNK: usize = 1 << 20;
 /// Indexes nest at most this deep.
 const MAX_DEPTH: usize = 4;
 
@@ -507,22 +509,35 @@ impl<C: ContentStore> Session<'_, C> {
         };
         let mut stream = stream.stream;
         let mut done = offset;
+        // HTTP bodies arrive in pieces of a few KiB; the store is written in pieces of
+        // WRITE_CHUNK (one gRPC message each for a remote store), as containerd copies.
+        let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| DistributionError::Registry {
                 reference: self.name.clone(),
                 reason: format!("fetch {what}: {e}"),
             })?;
-            if done + chunk.len() as i64 > desc.size {
+            let received = done + (buf.len() + chunk.len()) as i64;
+            if received > desc.size {
                 return Err(ImageError::Corrupt {
                     digest: desc.digest.clone(),
                     actual: w.digest(),
-                    size: (done as usize) + chunk.len(),
+                    size: received as usize,
                     expected_size: desc.size,
                 }
                 .into());
             }
-            w.write(&chunk).await?;
-            done += chunk.len() as i64;
+            buf.extend_from_slice(&chunk);
+            if buf.len() >= WRITE_CHUNK {
+                w.write(&buf).await?;
+                done += buf.len() as i64;
+                buf.clear();
+                self.progress.advanced(desc, done);
+            }
+        }
+        if !buf.is_empty() {
+            w.write(&buf).await?;
+            done += buf.len() as i64;
             self.progress.advanced(desc, done);
         }
         self.commit(w, desc, labels).await?;
