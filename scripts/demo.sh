@@ -42,6 +42,17 @@ run ctr --address "$sock" -n demo images import "$images/busybox.tar"
 run berth -n demo image ls
 run berth -n demo run --rm docker.io/library/busybox:latest sh -c 'echo hello from a berth container; uname -a'
 run berth -n demo run --rm --runtime io.containerd.berth.v2 docker.io/library/busybox:latest echo "and from berth's own shim"
+
+# The same image served by a real registry on 127.0.0.1 (Debian's docker-registry), pulled.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'version: 0.1\nlog: {level: warn, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s/registry}}\nhttp: {addr: "127.0.0.1:%s", secret: demo}\n' "$images" "$port" > "$images/registry.yml"
+/usr/bin/docker-registry serve "$images/registry.yml" >/dev/null 2>&1 &
+registry=$!
+for _ in $(seq 100); do python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/v2/')" 2>/dev/null && break; sleep 0.05; done
+skopeo --insecure-policy copy --quiet --dest-tls-verify=false "oci:$images/busybox:latest" "docker://127.0.0.1:$port/demo/busybox:1"
+run berth -n demo pull "127.0.0.1:$port/demo/busybox:1"
+run berth -n demo run --rm "127.0.0.1:$port/demo/busybox:1" echo "pulled from a registry and run"
+kill "$registry"
 rm -rf "$images"
 echo
 echo "demo: berthd is running on $sock; try: berth --help, ctr --address $sock --help"
