@@ -14,6 +14,7 @@ mod logs;
 mod namespace;
 mod output;
 mod pull;
+mod push;
 mod run;
 mod snapshot;
 mod stats;
@@ -92,6 +93,10 @@ enum Command {
     },
     /// Pull an image from its registry and unpack it.
     Pull(pull::PullArgs),
+    /// Push an image to a registry.
+    Push(push::PushArgs),
+    /// Give an image another name.
+    Tag(push::TagArgs),
     /// Manage images: list, inspect, remove, unpack, mount.
     #[command(alias = "images", alias = "i")]
     Image(SnapshotterArgs<image::Command>),
@@ -332,6 +337,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Content { command } => content::run(&ctx, command).await,
         Command::Lease { command } => lease::run(&ctx, command).await,
         Command::Pull(a) => pull::run(&ctx, a).await,
+        Command::Push(a) => push::push(&ctx, a).await,
+        Command::Tag(a) => push::tag(&ctx, a).await,
         Command::Image(a) => image::run(&ctx, &a.snapshotter, a.command).await,
         Command::Snapshot(a) => snapshot::run(&ctx, &a.snapshotter, a.command).await,
         // As Docker: 125 when run itself fails, 126 when exec does.

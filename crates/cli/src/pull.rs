@@ -195,7 +195,7 @@ fn pull_text(p: &PullJson) -> String {
     s
 }
 
-fn human_bytes(n: i64) -> String {
+pub(crate) fn human_bytes(n: i64) -> String {
     let n = n.max(0) as f64;
     match n {
         n if n >= 1e9 => format!("{:.1} GB", n / 1e9),
@@ -206,7 +206,7 @@ fn human_bytes(n: i64) -> String {
 }
 
 /// Create the image record `name` -> `target`, or point the existing one at `target`.
-async fn record_image(
+pub(crate) async fn record_image(
     images: &RemoteImages,
     ns: &str,
     name: &str,
@@ -233,7 +233,7 @@ async fn record_image(
 }
 
 /// `USER:PASSWORD`, or `USER` with the password on the first line of stdin.
-fn credentials(user: &str) -> Result<Credentials> {
+pub(crate) fn credentials(user: &str) -> Result<Credentials> {
     let (username, password) = match user.split_once(':') {
         Some((u, p)) => (u.to_string(), p.to_string()),
         None => {

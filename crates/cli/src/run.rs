@@ -205,7 +205,7 @@ fn daemon_oom_score_adj(address: &Path) -> i32 {
         .unwrap_or(0)
 }
 
-async fn find_image(images: &RemoteImages, ns: &str, reference: &str) -> Result<Image> {
+pub(crate) async fn find_image(images: &RemoteImages, ns: &str, reference: &str) -> Result<Image> {
     match images.get(ns, reference).await {
         Ok(i) => Ok(i),
         Err(e) if e.is(ErrorKind::NotFound) => {

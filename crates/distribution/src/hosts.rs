@@ -4,7 +4,55 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
 use serde::Deserialize;
+
+/// A registry client for one image's host: the scheme and the credentials settled.
+pub(crate) struct Remote {
+    pub client: Client,
+    pub auth: RegistryAuth,
+}
+
+impl Remote {
+    /// Plain HTTP when asked or for a host on this machine, HTTPS otherwise; `credentials`,
+    /// else the docker config file's for the host, else anonymous.
+    pub fn new(
+        image: &Reference,
+        plain_http: bool,
+        credentials: Option<Credentials>,
+        max_concurrent: usize,
+    ) -> Remote {
+        let host = image.registry();
+        let protocol = if plain_http {
+            ClientProtocol::Http
+        } else if is_local_host(host) {
+            ClientProtocol::HttpsExcept(vec![
+                host.to_string(),
+                image.resolve_registry().to_string(),
+            ])
+        } else {
+            ClientProtocol::Https
+        };
+        let credentials = credentials
+            .or_else(|| docker_config_path().and_then(|p| docker_config_credentials(&p, host)));
+        let auth = match credentials {
+            Some(c) => RegistryAuth::Basic(c.username, c.password),
+            None => RegistryAuth::Anonymous,
+        };
+        // reqwest is built without a crypto provider of its own: use ring's, process-wide,
+        // unless the program chose one already (then this does nothing).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = Client::new(ClientConfig {
+            protocol,
+            max_concurrent_download: max_concurrent.max(1),
+            max_concurrent_upload: max_concurrent.max(1),
+            ..Default::default()
+        });
+        Remote { client, auth }
+    }
+}
 
 /// A user name and password (or token) for a registry.
 #[derive(Clone, PartialEq, Eq)]

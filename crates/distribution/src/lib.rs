@@ -1,4 +1,5 @@
-//! Images over the OCI distribution protocol: pulling from a registry into a content store.
+//! Images over the OCI distribution protocol: pulling from a registry into a content store, and
+//! pushing from a content store to a registry.
 //!
 //! Vocabulary:
 //! - a **reference** names an image at a registry: `host[:port]/repository[:tag][@digest]`,
@@ -22,6 +23,7 @@
 mod error;
 pub mod hosts;
 mod pull;
+mod push;
 
 pub use error::DistributionError;
 pub use hosts::Credentials;
@@ -29,3 +31,4 @@ pub use pull::{
     normalize, Fetched, NoProgress, PullOptions, PullProgress, Pulled, Puller,
     DISTRIBUTION_SOURCE_PREFIX,
 };
+pub use push::{NoPushProgress, PushOptions, PushProgress, PushedImage, Pusher, Uploaded};

@@ -13,15 +13,13 @@ use berth_images::spec::{self, MediaKind};
 use berth_images::{ImageError, Platform};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
-use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::client::BlobResponse;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use crate::error::{DistributionError, Result};
-use crate::hosts::{
-    docker_config_credentials, docker_config_path, host_name, is_local_host, Credentials,
-};
+use crate::hosts::{host_name, Credentials, Remote};
 
 /// Label naming where a blob came from: `containerd.io/distribution.source.<host>` = repository
 /// (containerd's, used to mount blobs across repositories on push).
@@ -117,7 +115,7 @@ pub fn normalize(reference: &str) -> Result<String> {
     parse(reference).map(|r| r.whole())
 }
 
-fn parse(reference: &str) -> Result<Reference> {
+pub(crate) fn parse(reference: &str) -> Result<Reference> {
     reference
         .parse::<Reference>()
         .map_err(|e| DistributionError::InvalidReference {
@@ -150,29 +148,12 @@ impl<C: ContentStore> Puller<C> {
     ) -> Result<Pulled> {
         let image = parse(reference)?;
         let host = image.registry().to_string();
-        let protocol = if opts.plain_http {
-            ClientProtocol::Http
-        } else if is_local_host(&host) {
-            ClientProtocol::HttpsExcept(vec![host.clone(), image.resolve_registry().to_string()])
-        } else {
-            ClientProtocol::Https
-        };
-        let credentials = opts
-            .credentials
-            .clone()
-            .or_else(|| docker_config_path().and_then(|p| docker_config_credentials(&p, &host)));
-        let auth = match credentials {
-            Some(c) => RegistryAuth::Basic(c.username, c.password),
-            None => RegistryAuth::Anonymous,
-        };
-        // reqwest is built without a crypto provider of its own: use ring's, process-wide,
-        // unless the program chose one already (then this does nothing).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = Client::new(ClientConfig {
-            protocol,
-            max_concurrent_download: opts.max_concurrent_downloads.max(1),
-            ..Default::default()
-        });
+        let Remote { client, auth } = Remote::new(
+            &image,
+            opts.plain_http,
+            opts.credentials.clone(),
+            opts.max_concurrent_downloads,
+        );
         let name = image.whole();
         let (data, _) = client
             .pull_manifest_raw(&image, &auth, ACCEPT)
