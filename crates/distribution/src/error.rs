@@ -50,8 +50,9 @@ impl DistributionError {
         }
     }
 
-    /// Classify an error of the registry client met while fetching `what` of `reference`.
-    pub(crate) fn registry(reference: &str, what: &str, e: OciDistributionError) -> Self {
+    /// Classify an error of the registry client met doing `action` (`fetch manifest`, `push
+    /// blob sha256:…`) for `reference`.
+    pub(crate) fn registry(reference: &str, action: &str, e: OciDistributionError) -> Self {
         let reference = reference.to_string();
         match e {
             OciDistributionError::ImageManifestNotFoundError(_) => {
@@ -73,14 +74,23 @@ impl DistributionError {
             }
             OciDistributionError::UnauthorizedError { url } => DistributionError::Unauthorized {
                 reference,
-                reason: format!("fetch {what}: {url} answered 401 unauthorized"),
+                reason: format!("{action}: {url} answered 401 unauthorized"),
             },
             OciDistributionError::ServerError { code: 404, .. } => {
                 DistributionError::NotFound { reference }
             }
+            OciDistributionError::RequestError(e)
+                if e.status()
+                    .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403) =>
+            {
+                DistributionError::Unauthorized {
+                    reference,
+                    reason: format!("{action}: {}", chain(&e)),
+                }
+            }
             other => DistributionError::Registry {
                 reference,
-                reason: format!("fetch {what}: {}", chain(&other)),
+                reason: format!("{action}: {}", chain(&other)),
             },
         }
     }

@@ -158,7 +158,7 @@ impl<C: ContentStore> Puller<C> {
         let (data, _) = client
             .pull_manifest_raw(&image, &auth, ACCEPT)
             .await
-            .map_err(|e| DistributionError::registry(&name, "manifest", e))?;
+            .map_err(|e| DistributionError::registry(&name, "fetch manifest", e))?;
         let target = root_descriptor(&name, &image, &data)?;
         progress.resolved(&name, &target);
         // containerd keys the source by host name alone (no port): keep its label.
@@ -413,7 +413,13 @@ impl<C: ContentStore> Session<'_, C> {
             .client
             .pull_manifest_raw(&by_digest, &self.auth, &[&desc.media_type])
             .await
-            .map_err(|e| DistributionError::registry(&self.name, &desc.digest.to_string(), e))?;
+            .map_err(|e| {
+                DistributionError::registry(
+                    &self.name,
+                    &format!("fetch manifest {}", desc.digest),
+                    e,
+                )
+            })?;
         let actual = Digest::sha256_of(&data);
         if actual != desc.digest || data.len() as i64 != desc.size {
             return Err(ImageError::Corrupt {
@@ -465,7 +471,7 @@ impl<C: ContentStore> Session<'_, C> {
             size: desc.size,
             ..Default::default()
         };
-        let what = format!("{kind} {}", desc.digest);
+        let what = format!("fetch {kind} {}", desc.digest);
         let stream = if offset > 0 {
             let remaining = (desc.size - offset) as u64;
             match self
@@ -496,7 +502,7 @@ impl<C: ContentStore> Session<'_, C> {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| DistributionError::Registry {
                 reference: self.name.clone(),
-                reason: format!("fetch {what}: {e}"),
+                reason: format!("{what}: {e}"),
             })?;
             let received = done + (buf.len() + chunk.len()) as i64;
             if received > desc.size {

@@ -142,7 +142,7 @@ impl<C: ContentStore + Clone + 'static> Pusher<C> {
             .client
             .auth(&image, &remote.auth, RegistryOperation::Push)
             .await
-            .map_err(|e| DistributionError::registry(&name, "push token", e))?;
+            .map_err(|e| DistributionError::registry(&name, "authenticate for push", e))?;
         let session = Session {
             store: &self.content,
             ns,
@@ -265,12 +265,9 @@ impl<C: ContentStore + Clone + 'static> Session<'_, C> {
         match item {
             Item::Blob(desc) => {
                 let digest = desc.digest.to_string();
-                let what = format!("blob {digest}");
-                if client
-                    .blob_exists(self.image, &digest)
-                    .await
-                    .map_err(|e| DistributionError::registry(self.name, &what, e))?
-                {
+                if client.blob_exists(self.image, &digest).await.map_err(|e| {
+                    DistributionError::registry(self.name, &format!("check blob {digest}"), e)
+                })? {
                     self.progress.finished(desc, Uploaded::Exists);
                     return Ok((Uploaded::Exists, 0));
                 }
@@ -279,7 +276,9 @@ impl<C: ContentStore + Clone + 'static> Session<'_, C> {
                 client
                     .push_blob_stream(self.image, stream, &digest, Some(desc.size as u64))
                     .await
-                    .map_err(|e| DistributionError::registry(self.name, &what, e))?;
+                    .map_err(|e| {
+                        DistributionError::registry(self.name, &format!("push blob {digest}"), e)
+                    })?;
                 self.progress.finished(desc, Uploaded::Sent);
                 Ok((Uploaded::Sent, desc.size))
             }
@@ -302,7 +301,7 @@ impl<C: ContentStore + Clone + 'static> Session<'_, C> {
                     .map_err(|e| {
                         DistributionError::registry(
                             self.name,
-                            &format!("manifest {}", desc.digest),
+                            &format!("push manifest {}", desc.digest),
                             e,
                         )
                     })?;

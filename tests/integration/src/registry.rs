@@ -40,6 +40,17 @@ impl Registry {
     /// Start a registry, or None (with the reason printed) when `docker-registry` is not
     /// installed. Panics if it is installed but does not come up.
     pub fn start() -> Option<Registry> {
+        Registry::start_with_auth(None)
+    }
+
+    /// Like [`Registry::start`], with HTTP basic authentication (an htpasswd file holding
+    /// `user` with a bcrypt hash of `password`, as distribution wants it): every request
+    /// without those credentials gets 401.
+    pub fn start_with_basic_auth(user: &str, password: &str) -> Option<Registry> {
+        Registry::start_with_auth(Some((user, password)))
+    }
+
+    fn start_with_auth(auth: Option<(&str, &str)>) -> Option<Registry> {
         if !Path::new(REGISTRY_BIN).is_file() {
             eprintln!("{REGISTRY_BIN} not installed (apt-get install docker-registry): skipped");
             return None;
@@ -48,6 +59,18 @@ impl Registry {
             .prefix("registry-it-")
             .tempdir()
             .expect("tempdir");
+        let auth_config = match auth {
+            Some((user, password)) => {
+                let hash = bcrypt::hash(password, 4).expect("bcrypt");
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("write htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: berth-tests\n    path: {}\n",
+                    htpasswd.display()
+                )
+            }
+            None => String::new(),
+        };
         let mut last_log = String::new();
         // The port is free when we pick it, but may be taken before the registry binds it:
         // try a few.
@@ -57,7 +80,7 @@ impl Registry {
             let config = format!(
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n  secret: berth-integration-tests\n",
+                 http:\n  addr: 127.0.0.1:{port}\n  secret: berth-integration-tests\n{auth_config}",
                 storage = p.join("storage").display(),
             );
             std::fs::write(p.join("config.yml"), config).expect("write registry config");
@@ -76,7 +99,8 @@ impl Registry {
                     break; // exited: port taken, or a bad config; retry / report
                 }
                 if let Ok(r) = http(port, "GET", "/v2/", &[]) {
-                    if r.status == 200 {
+                    // 401: up, and asking for the credentials it was configured with.
+                    if r.status == 200 || (auth.is_some() && r.status == 401) {
                         return Some(Registry {
                             dir,
                             child,
