@@ -34,6 +34,9 @@ pub struct PullArgs {
     /// (default: the docker config file's, else none).
     #[arg(short, long)]
     user: Option<String>,
+    /// Directory of `<host>/hosts.toml` files naming mirrors, as containerd's `config_path`.
+    #[arg(long, env = "BERTH_HOSTS_DIR", default_value = "/etc/berth/certs.d")]
+    hosts_dir: std::path::PathBuf,
     /// Platform to fetch and unpack from a multi-platform image (default: this machine's).
     #[arg(long, value_parser = parse_platform, conflicts_with = "all_platforms")]
     platform: Option<Platform>,
@@ -119,6 +122,7 @@ async fn pull_under(
         plain_http: a.plain_http,
         credentials,
         lease: Some(lease.to_string()),
+        hosts_dir: Some(a.hosts_dir.clone()),
         ..PullOptions::default()
     };
     let progress = Bars::new();

@@ -22,6 +22,9 @@ pub struct PushArgs {
     /// (default: the docker config file's, else none).
     #[arg(short, long)]
     user: Option<String>,
+    /// Directory of `<host>/hosts.toml` files naming mirrors, as containerd's `config_path`.
+    #[arg(long, env = "BERTH_HOSTS_DIR", default_value = "/etc/berth/certs.d")]
+    hosts_dir: std::path::PathBuf,
     /// Where to push: `registry.example/app:v1`.
     reference: String,
     /// The local image to push (default: the image named REFERENCE).
@@ -56,6 +59,7 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let opts = PushOptions {
         plain_http: a.plain_http,
         credentials: a.user.as_deref().map(credentials).transpose()?,
+        hosts_dir: Some(a.hosts_dir.clone()),
         ..PushOptions::default()
     };
     let pusher = Pusher::new(RemoteContentStore::new(channel));

@@ -11,6 +11,9 @@ pub enum DistributionError {
     /// The image reference does not parse (`Busybox`, `a//b`, a bad digest).
     #[error("invalid reference {reference:?}: {reason}: invalid argument")]
     InvalidReference { reference: String, reason: String },
+    /// A `hosts.toml` file cannot be read or does not say what it should.
+    #[error("hosts config {path}: {reason}: invalid argument")]
+    HostsConfig { path: String, reason: String },
     /// The registry has no manifest for the tag or digest.
     #[error("{reference}: not found")]
     NotFound { reference: String },
@@ -40,7 +43,9 @@ impl DistributionError {
     /// The errdefs class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            DistributionError::InvalidReference { .. } => ErrorKind::InvalidArgument,
+            DistributionError::InvalidReference { .. } | DistributionError::HostsConfig { .. } => {
+                ErrorKind::InvalidArgument
+            }
             DistributionError::NotFound { .. } => ErrorKind::NotFound,
             DistributionError::Unauthorized { .. } => ErrorKind::PermissionDenied,
             DistributionError::Registry { .. } => ErrorKind::Unavailable,

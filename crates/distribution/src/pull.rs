@@ -19,7 +19,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use crate::error::{DistributionError, Result};
-use crate::hosts::{host_name, Credentials, Remote};
+use crate::hosts::{endpoints, host_name, Credentials, Remote};
 
 /// Label naming where a blob came from: `containerd.io/distribution.source.<host>` = repository
 /// (containerd's, used to mount blobs across repositories on push).
@@ -54,6 +54,8 @@ pub struct PullOptions {
     pub lease: Option<String>,
     /// How many blobs of one manifest download at once (containerd's default is 3).
     pub max_concurrent_downloads: usize,
+    /// Where `<host>/hosts.toml` files name mirrors (containerd's `config_path`); None: none.
+    pub hosts_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for PullOptions {
@@ -64,6 +66,7 @@ impl Default for PullOptions {
             credentials: None,
             lease: None,
             max_concurrent_downloads: 3,
+            hosts_dir: None,
         }
     }
 }
@@ -148,17 +151,52 @@ impl<C: ContentStore> Puller<C> {
     ) -> Result<Pulled> {
         let image = parse(reference)?;
         let host = image.registry().to_string();
-        let Remote { client, auth } = Remote::new(
-            &image,
-            opts.plain_http,
-            opts.credentials.clone(),
-            opts.max_concurrent_downloads,
-        );
         let name = image.whole();
-        let (data, _) = client
-            .pull_manifest_raw(&image, &auth, ACCEPT)
-            .await
-            .map_err(|e| DistributionError::registry(&name, "fetch manifest", e))?;
+        // The first endpoint that resolves the reference serves the whole pull; a mirror that
+        // fails or lacks the image passes the turn to the next, the upstream last.
+        let mut tried = Vec::new();
+        let mut resolved = None;
+        for endpoint in endpoints(opts.hosts_dir.as_deref(), &host, opts.plain_http)? {
+            if !endpoint.can("resolve") {
+                continue;
+            }
+            let remote = Remote::new(
+                &endpoint,
+                &image,
+                opts.credentials.clone(),
+                opts.max_concurrent_downloads,
+            );
+            match remote
+                .client
+                .pull_manifest_raw(&remote.image, &remote.auth, ACCEPT)
+                .await
+            {
+                Ok((data, _)) => {
+                    resolved = Some((remote, data));
+                    break;
+                }
+                Err(e) => {
+                    let e = DistributionError::registry(&name, "fetch manifest", e);
+                    tracing::debug!(endpoint = %endpoint.host, error = %e, "endpoint did not resolve");
+                    tried.push(e);
+                }
+            }
+        }
+        let Some((
+            Remote {
+                client,
+                auth,
+                image,
+            },
+            data,
+        )) = resolved
+        else {
+            // The upstream's answer says most (the last tried).
+            return Err(tried.pop().unwrap_or_else(|| DistributionError::Registry {
+                reference: name.clone(),
+                reason: "no endpoint may resolve it (hosts.toml capabilities)".into(),
+            }));
+        };
         let target = root_descriptor(&name, &image, &data)?;
         progress.resolved(&name, &target);
         // containerd keys the source by host name alone (no port): keep its label.

@@ -14,7 +14,7 @@ use oci_client::errors::OciDistributionError;
 use oci_client::{Reference, RegistryOperation};
 
 use crate::error::{DistributionError, Result};
-use crate::hosts::{Credentials, Remote};
+use crate::hosts::{endpoints, Credentials, Remote};
 use crate::pull::parse;
 
 /// Manifests and indexes larger than this are refused.
@@ -33,6 +33,8 @@ pub struct PushOptions {
     pub credentials: Option<Credentials>,
     /// How many blobs upload at once.
     pub max_concurrent_uploads: usize,
+    /// Where `<host>/hosts.toml` files are (an endpoint with the `push` capability is used).
+    pub hosts_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for PushOptions {
@@ -41,6 +43,7 @@ impl Default for PushOptions {
             plain_http: false,
             credentials: None,
             max_concurrent_uploads: 3,
+            hosts_dir: None,
         }
     }
 }
@@ -132,12 +135,20 @@ impl<C: ContentStore + Clone + 'static> Pusher<C> {
         let mut seen = BTreeSet::new();
         self.walk(ns, target, 0, true, &mut items, &mut seen)
             .await?;
+        let endpoint = endpoints(opts.hosts_dir.as_deref(), image.registry(), opts.plain_http)?
+            .into_iter()
+            .find(|e| e.can("push"))
+            .ok_or_else(|| DistributionError::Registry {
+                reference: name.clone(),
+                reason: "no endpoint may push (hosts.toml capabilities)".into(),
+            })?;
         let remote = Remote::new(
+            &endpoint,
             &image,
-            opts.plain_http,
             opts.credentials.clone(),
             opts.max_concurrent_uploads,
         );
+        let image = remote.image.clone();
         remote
             .client
             .auth(&image, &remote.auth, RegistryOperation::Push)
