@@ -4,6 +4,7 @@
 //! The tests run only when `BERTH_ROOT_TESTS=1` and the process is root; otherwise each test
 //! prints why it skipped and passes without checking anything (run them with `scripts/test`).
 
+pub mod cli;
 pub mod registry;
 pub mod shim;
 pub mod tasks;

@@ -8,115 +8,17 @@
 //! the host's, `--platform` and `--all-platforms`.
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_integration_tests::registry::{check_tree, sha256_digest, Registry, TestImages};
+use berth_integration_tests::cli::{
+    berth, blob_path, copy_blobs, image_digest, manifest_parts, read_json, rows, setup_registry,
+    write_blob,
+};
+use berth_integration_tests::registry::check_tree;
 use berth_integration_tests::tasks::TaskCleanup;
-use berth_integration_tests::{enabled, fails, ok, workspace_bin, Berthd};
-
-/// How long one `berth` command may take before the test fails (instead of hanging).
-const BERTH_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// Skip unless root tests are on and (for `tools`) the tools are installed; a registry.
-fn setup(test: &str, tools: &[&str]) -> Option<(Registry, &'static TestImages)> {
-    if !enabled(test) {
-        return None;
-    }
-    for tool in ["skopeo"].iter().chain(tools) {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            eprintln!("SKIP {test}: {tool} not installed (apt-get install skopeo containerd runc)");
-            return None;
-        }
-    }
-    let Some(registry) = Registry::start() else {
-        eprintln!(
-            "SKIP {test}: /usr/bin/docker-registry missing (apt-get install docker-registry)"
-        );
-        return None;
-    };
-    Some((registry, TestImages::get()))
-}
-
-/// `berth --address <b> --namespace <ns> ARGS`, with no `BERTH_*` or proxy settings from the
-/// environment, stdout and stderr collected; fails the test if it runs past [`BERTH_TIMEOUT`].
-fn berth(b: &Berthd, ns: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(workspace_bin("berth"));
-    for var in [
-        "BERTH_ADDRESS",
-        "BERTH_NAMESPACE",
-        "BERTH_RUNTIME",
-        "BERTH_SNAPSHOTTER",
-        "BERTH_STATE_DIR",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.arg("--address")
-        .arg(b.address())
-        .arg("--namespace")
-        .arg(ns)
-        .args(args);
-    // Files rather than pipes: no reader threads, and what it wrote survives a kill.
-    let io = tempfile::tempdir().expect("tempdir");
-    let (out_path, err_path) = (io.path().join("stdout"), io.path().join("stderr"));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("stdout file"))
-        .stderr(File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("run berth");
-    let deadline = Instant::now() + BERTH_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for berth") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "berth {args:?} still running after {BERTH_TIMEOUT:?}; stderr:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&out_path).unwrap_or_default(),
-        stderr: std::fs::read(&err_path).unwrap_or_default(),
-    }
-}
-
-/// Rows of a `ctr` table, header skipped, split on whitespace.
-fn rows(table: &str) -> Vec<Vec<String>> {
-    table
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .filter(|r: &Vec<String>| !r.is_empty())
-        .collect()
-}
-
-/// The target digest of image `name` as `ctr images ls` shows it, or None when not listed.
-fn image_digest(b: &Berthd, ns: &str, name: &str) -> Option<String> {
-    let ls = ok(b.ctr(ns, &["images", "ls"]), "ctr images ls");
-    rows(&ls)
-        .into_iter()
-        .find(|r| r[0] == name)
-        .map(|r| r.get(2).cloned().unwrap_or_default())
-}
+use berth_integration_tests::{fails, ok, Berthd};
 
 /// The line of `ctr images check` for `name`.
 fn check_line(b: &Berthd, ns: &str, name: &str) -> String {
@@ -216,32 +118,6 @@ fn files_under(dir: &Path) -> Vec<String> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
-}
-
-fn read_json(p: &Path) -> serde_json::Value {
-    let data = std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-    serde_json::from_slice(&data).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
-}
-
-fn blob_path(layout: &Path, digest: &str) -> PathBuf {
-    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
-    layout.join("blobs/sha256").join(hex)
-}
-
-/// The manifest `digest` of an OCI layout: (config digest, layer digests).
-fn manifest_parts(layout: &Path, digest: &str) -> (String, Vec<String>) {
-    let m = read_json(&blob_path(layout, digest));
-    let config = m["config"]["digest"]
-        .as_str()
-        .expect("manifest config digest")
-        .to_string();
-    let layers = m["layers"]
-        .as_array()
-        .expect("manifest layers")
-        .iter()
-        .map(|l| l["digest"].as_str().expect("layer digest").to_string())
-        .collect();
-    (config, layers)
 }
 
 /// `berth image mount` on a temp dir; `berth image unmount` (or a lazy umount) when dropped.
@@ -347,7 +223,7 @@ impl Drop for CtrMounted<'_> {
 #[test]
 fn berth_pull_then_run() {
     let ns = "berth-pull-run";
-    let Some((reg, images)) = setup(
+    let Some((reg, images)) = setup_registry(
         "berth_pull_then_run",
         &["ctr", "runc", "containerd-shim-runc-v2"],
     ) else {
@@ -464,7 +340,8 @@ fn berth_pull_then_run() {
 fn berth_pull_layers_matches_expected_tree() {
     let ns = "berth-pull-layers";
     let ns_native = "berth-pull-layers-native";
-    let Some((reg, images)) = setup("berth_pull_layers_matches_expected_tree", &["ctr"]) else {
+    let Some((reg, images)) = setup_registry("berth_pull_layers_matches_expected_tree", &["ctr"])
+    else {
         return;
     };
     reg.push_oci_layout(&images.layout("layers"), "layers:latest");
@@ -511,7 +388,7 @@ fn berth_pull_layers_matches_expected_tree() {
 #[test]
 fn berth_pull_no_unpack_and_errors() {
     let ns = "berth-pull-errors";
-    let Some((reg, images)) = setup("berth_pull_no_unpack_and_errors", &["ctr"]) else {
+    let Some((reg, images)) = setup_registry("berth_pull_no_unpack_and_errors", &["ctr"]) else {
         return;
     };
     reg.push_oci_layout(&images.layout("busybox"), "busybox:latest");
@@ -594,28 +471,9 @@ fn berth_pull_no_unpack_and_errors() {
     );
 }
 
-/// Copy every blob of `from` into the layout `to`.
-fn copy_blobs(from: &Path, to: &Path) {
-    let dst = to.join("blobs/sha256");
-    std::fs::create_dir_all(&dst).expect("create blobs dir");
-    for e in std::fs::read_dir(from.join("blobs/sha256"))
-        .expect("read blobs")
-        .flatten()
-    {
-        std::fs::copy(e.path(), dst.join(e.file_name())).expect("copy blob");
-    }
-}
-
-/// Write `data` as a blob of the layout at `dir`; its descriptor's digest and size.
-fn write_blob(dir: &Path, data: &[u8]) -> (String, usize) {
-    let digest = sha256_digest(data);
-    std::fs::write(blob_path(dir, &digest), data).expect("write blob");
-    (digest, data.len())
-}
-
 #[test]
 fn berth_pull_index_picks_platform() {
-    let Some((reg, images)) = setup("berth_pull_index_picks_platform", &["ctr"]) else {
+    let Some((reg, images)) = setup_registry("berth_pull_index_picks_platform", &["ctr"]) else {
         return;
     };
     // An OCI layout with an index of two images: busybox for the host's platform, and the

@@ -7,97 +7,16 @@
 //! exist, a registry that is not there and a reference naming another digest.
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_integration_tests::registry::{sha256_digest, Registry, TestImages};
-use berth_integration_tests::{enabled, fails, ok, workspace_bin, Berthd};
-
-/// How long one `berth` command may take before the test fails (instead of hanging).
-const BERTH_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// Skip unless root tests are on and skopeo and ctr are installed; a registry.
-fn setup(test: &str) -> Option<(Registry, &'static TestImages)> {
-    if !enabled(test) {
-        return None;
-    }
-    for tool in ["skopeo", "ctr"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            eprintln!("SKIP {test}: {tool} not installed (apt-get install skopeo containerd)");
-            return None;
-        }
-    }
-    let Some(registry) = Registry::start() else {
-        eprintln!(
-            "SKIP {test}: /usr/bin/docker-registry missing (apt-get install docker-registry)"
-        );
-        return None;
-    };
-    Some((registry, TestImages::get()))
-}
-
-/// `berth --address <b> --namespace <ns> ARGS`, with no `BERTH_*` or proxy settings from the
-/// environment, stdout and stderr collected; fails the test if it runs past [`BERTH_TIMEOUT`].
-fn berth(b: &Berthd, ns: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(workspace_bin("berth"));
-    for var in [
-        "BERTH_ADDRESS",
-        "BERTH_NAMESPACE",
-        "BERTH_RUNTIME",
-        "BERTH_SNAPSHOTTER",
-        "BERTH_STATE_DIR",
-        "BERTH_HOSTS_DIR",
-        "DOCKER_CONFIG",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.arg("--address")
-        .arg(b.address())
-        .arg("--namespace")
-        .arg(ns)
-        .args(args);
-    // Files rather than pipes: no reader threads, and what it wrote survives a kill.
-    let io = tempfile::tempdir().expect("tempdir");
-    let (out_path, err_path) = (io.path().join("stdout"), io.path().join("stderr"));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("stdout file"))
-        .stderr(File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("run berth");
-    let deadline = Instant::now() + BERTH_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for berth") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "berth {args:?} still running after {BERTH_TIMEOUT:?}; stderr:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&out_path).unwrap_or_default(),
-        stderr: std::fs::read(&err_path).unwrap_or_default(),
-    }
-}
+use berth_integration_tests::cli::{
+    berth, blob_path, copy_blobs, image_digest, manifest_parts, read_json, setup_registry,
+    write_blob,
+};
+use berth_integration_tests::registry::TestImages;
+use berth_integration_tests::{fails, ok, Berthd};
 
 /// `berth --format json push ARGS`, which must succeed: its JSON report.
 fn push_json(b: &Berthd, ns: &str, args: &[&str]) -> serde_json::Value {
@@ -113,65 +32,10 @@ fn num(v: &serde_json::Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("push json has no number {key:?}: {v}"))
 }
 
-/// The target digest of image `name` as `ctr images ls` shows it, or None when not listed.
-fn image_digest(b: &Berthd, ns: &str, name: &str) -> Option<String> {
-    let ls = ok(b.ctr(ns, &["images", "ls"]), "ctr images ls");
-    ls.lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|r| r.first() == Some(&name))
-        .map(|r| r.get(2).map(|s| s.to_string()).unwrap_or_default())
-}
-
-fn read_json(p: &Path) -> serde_json::Value {
-    let data = std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-    serde_json::from_slice(&data).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
-}
-
-fn blob_path(layout: &Path, digest: &str) -> PathBuf {
-    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
-    layout.join("blobs/sha256").join(hex)
-}
-
 fn blob_size(layout: &Path, digest: &str) -> u64 {
     std::fs::metadata(blob_path(layout, digest))
         .unwrap_or_else(|e| panic!("blob {digest} in {}: {e}", layout.display()))
         .len()
-}
-
-/// The manifest `digest` of an OCI layout: (config digest, layer digests).
-fn manifest_parts(layout: &Path, digest: &str) -> (String, Vec<String>) {
-    let m = read_json(&blob_path(layout, digest));
-    let config = m["config"]["digest"]
-        .as_str()
-        .expect("manifest config digest")
-        .to_string();
-    let layers = m["layers"]
-        .as_array()
-        .expect("manifest layers")
-        .iter()
-        .map(|l| l["digest"].as_str().expect("layer digest").to_string())
-        .collect();
-    (config, layers)
-}
-
-/// Copy every blob of `from` into the layout `to`.
-fn copy_blobs(from: &Path, to: &Path) {
-    let dst = to.join("blobs/sha256");
-    std::fs::create_dir_all(&dst).expect("create blobs dir");
-    for e in std::fs::read_dir(from.join("blobs/sha256"))
-        .expect("read blobs")
-        .flatten()
-    {
-        std::fs::copy(e.path(), dst.join(e.file_name())).expect("copy blob");
-    }
-}
-
-/// Write `data` as a blob of the layout at `dir`; its descriptor's digest and size.
-fn write_blob(dir: &Path, data: &[u8]) -> (String, usize) {
-    let digest = sha256_digest(data);
-    std::fs::write(blob_path(dir, &digest), data).expect("write blob");
-    (digest, data.len())
 }
 
 /// Fetch `reference` from the registry with skopeo (which checks every digest) into a new OCI
@@ -233,7 +97,9 @@ fn dead_port() -> u16 {
 #[test]
 fn berth_push_round_trips_through_the_registry() {
     let ns = "berth-push-round-trip";
-    let Some((reg, images)) = setup("berth_push_round_trips_through_the_registry") else {
+    let Some((reg, images)) =
+        setup_registry("berth_push_round_trips_through_the_registry", &["ctr"])
+    else {
         return;
     };
     let layout = images.layout("busybox");
@@ -303,7 +169,7 @@ fn berth_push_round_trips_through_the_registry() {
 #[test]
 fn berth_push_an_imported_image() {
     let ns = "berth-push-imported";
-    let Some((reg, images)) = setup("berth_push_an_imported_image") else {
+    let Some((reg, images)) = setup_registry("berth_push_an_imported_image", &["ctr"]) else {
         return;
     };
     let b = Berthd::start();
@@ -452,7 +318,9 @@ impl TwoPlatforms {
 #[test]
 fn berth_push_an_index_needs_all_its_manifests() {
     let ns = "berth-push-index";
-    let Some((reg, images)) = setup("berth_push_an_index_needs_all_its_manifests") else {
+    let Some((reg, images)) =
+        setup_registry("berth_push_an_index_needs_all_its_manifests", &["ctr"])
+    else {
         return;
     };
     let multi = TwoPlatforms::build(images);
@@ -532,7 +400,7 @@ fn berth_push_an_index_needs_all_its_manifests() {
 #[test]
 fn berth_push_errors() {
     let ns = "berth-push-errors";
-    let Some((reg, images)) = setup("berth_push_errors") else {
+    let Some((reg, images)) = setup_registry("berth_push_errors", &["ctr"]) else {
         return;
     };
     let b = Berthd::start();

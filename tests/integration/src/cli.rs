@@ -1,0 +1,159 @@
+//! Helpers for the tests that drive the `berth` CLI against a real registry: the gate and
+//! the registry, `berth` run with a time limit and a clean environment, `ctr` tables, and the
+//! blobs of OCI layouts.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::registry::{sha256_digest, Registry, TestImages};
+use crate::{enabled, ok, workspace_bin, Berthd};
+
+/// How long one `berth` command may take before the test fails (instead of hanging).
+pub const BERTH_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Skip unless root tests are on and (for `tools`) the tools are installed; a registry.
+pub fn setup_registry(test: &str, tools: &[&str]) -> Option<(Registry, &'static TestImages)> {
+    if !enabled(test) {
+        return None;
+    }
+    for tool in ["skopeo"].iter().chain(tools) {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            eprintln!("SKIP {test}: {tool} not installed (apt-get install skopeo containerd runc)");
+            return None;
+        }
+    }
+    let Some(registry) = Registry::start() else {
+        eprintln!(
+            "SKIP {test}: /usr/bin/docker-registry missing (apt-get install docker-registry)"
+        );
+        return None;
+    };
+    Some((registry, TestImages::get()))
+}
+
+/// `berth --address <b> --namespace <ns> ARGS`, with no `BERTH_*` or proxy settings from the
+/// environment, stdout and stderr collected; fails the test if it runs past [`BERTH_TIMEOUT`].
+pub fn berth(b: &Berthd, ns: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(workspace_bin("berth"));
+    for var in [
+        "BERTH_ADDRESS",
+        "BERTH_NAMESPACE",
+        "BERTH_RUNTIME",
+        "BERTH_SNAPSHOTTER",
+        "BERTH_STATE_DIR",
+        "BERTH_HOSTS_DIR",
+        "DOCKER_CONFIG",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.arg("--address")
+        .arg(b.address())
+        .arg("--namespace")
+        .arg(ns)
+        .args(args);
+    // Files rather than pipes: no reader threads, and what it wrote survives a kill.
+    let io = tempfile::tempdir().expect("tempdir");
+    let (out_path, err_path) = (io.path().join("stdout"), io.path().join("stderr"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("stdout file"))
+        .stderr(File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("run berth");
+    let deadline = Instant::now() + BERTH_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for berth") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "berth {args:?} still running after {BERTH_TIMEOUT:?}; stderr:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap_or_default(),
+        stderr: std::fs::read(&err_path).unwrap_or_default(),
+    }
+}
+
+/// Rows of a `ctr` table, header skipped, split on whitespace.
+pub fn rows(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .filter(|r: &Vec<String>| !r.is_empty())
+        .collect()
+}
+
+/// The target digest of image `name` as `ctr images ls` shows it, or None when not listed.
+pub fn image_digest(b: &Berthd, ns: &str, name: &str) -> Option<String> {
+    let ls = ok(b.ctr(ns, &["images", "ls"]), "ctr images ls");
+    rows(&ls)
+        .into_iter()
+        .find(|r| r[0] == name)
+        .map(|r| r.get(2).cloned().unwrap_or_default())
+}
+
+pub fn read_json(p: &Path) -> serde_json::Value {
+    let data = std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    serde_json::from_slice(&data).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
+}
+
+pub fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    layout.join("blobs/sha256").join(hex)
+}
+
+/// The manifest `digest` of an OCI layout: (config digest, layer digests).
+pub fn manifest_parts(layout: &Path, digest: &str) -> (String, Vec<String>) {
+    let m = read_json(&blob_path(layout, digest));
+    let config = m["config"]["digest"]
+        .as_str()
+        .expect("manifest config digest")
+        .to_string();
+    let layers = m["layers"]
+        .as_array()
+        .expect("manifest layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("layer digest").to_string())
+        .collect();
+    (config, layers)
+}
+
+/// Copy every blob of `from` into the layout `to`.
+pub fn copy_blobs(from: &Path, to: &Path) {
+    let dst = to.join("blobs/sha256");
+    std::fs::create_dir_all(&dst).expect("create blobs dir");
+    for e in std::fs::read_dir(from.join("blobs/sha256"))
+        .expect("read blobs")
+        .flatten()
+    {
+        std::fs::copy(e.path(), dst.join(e.file_name())).expect("copy blob");
+    }
+}
+
+/// Write `data` as a blob of the layout at `dir`; its descriptor's digest and size.
+pub fn write_blob(dir: &Path, data: &[u8]) -> (String, usize) {
+    let digest = sha256_digest(data);
+    std::fs::write(blob_path(dir, &digest), data).expect("write blob");
+    (digest, data.len())
+}
