@@ -71,6 +71,10 @@ pub enum Command {
         /// Where the image is mounted.
         target: PathBuf,
     },
+    /// Import images from a tar: an OCI image layout or a Docker archive (`docker save`).
+    Import(crate::image_archive::ImportArgs),
+    /// Export images to a tar: an OCI image layout with a Docker manifest.json.
+    Export(crate::image_archive::ExportArgs),
 }
 
 /// Parse a `--platform` value (`linux/amd64`, `linux/arm/v7`, `arm64`…).
@@ -408,6 +412,8 @@ pub async fn run(ctx: &Ctx, snapshotter: &str, command: Command) -> Result<()> {
                 Format::Json => print_pretty(&UnpackJson::new(&name, &opts.platform, &done)),
             }
         }
+        Command::Import(a) => crate::image_archive::import(ctx, snapshotter, channel, a).await,
+        Command::Export(a) => crate::image_archive::export(ctx, channel, a).await,
         Command::Mount {
             name,
             target,

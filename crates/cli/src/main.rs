@@ -7,6 +7,7 @@ mod content;
 mod events;
 mod exec;
 mod image;
+mod image_archive;
 mod image_mount;
 mod inspect;
 mod lease;
@@ -97,7 +98,7 @@ enum Command {
     Push(push::PushArgs),
     /// Give an image another name.
     Tag(push::TagArgs),
-    /// Manage images: list, inspect, remove, unpack, mount.
+    /// Manage images: list, inspect, remove, unpack, mount, import, export.
     #[command(alias = "images", alias = "i")]
     Image(SnapshotterArgs<image::Command>),
     /// Manage snapshots of a snapshotter.

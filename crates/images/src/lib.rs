@@ -20,6 +20,7 @@
 
 pub mod chain;
 mod error;
+pub mod image_archive;
 pub mod platform;
 pub mod resolve;
 pub mod spec;
