@@ -24,6 +24,10 @@ pub struct ImportArgs {
     /// Do not unpack the images into the snapshotter.
     #[arg(long)]
     no_unpack: bool,
+    /// Keep the content of every platform of multi-platform images (default: only this
+    /// machine's; the rest is collected).
+    #[arg(long)]
+    all_platforms: bool,
     /// Name for images the archive gives only a tag (`--base-name app` + `latest` is
     /// `docker.io/library/app:latest`).
     #[arg(long)]
@@ -91,11 +95,14 @@ async fn import_under(
     let ns = ctx.namespace.as_str();
     let store = RemoteContentStore::new(channel.clone());
     let shown = a.file.display().to_string();
+    let platform = (!a.all_platforms).then(Platform::host);
+    let platform = platform.as_ref();
     let found = if shown == "-" {
-        image_archive::import(&store, ns, std::io::stdin().lock(), Some(lease)).await
+        image_archive::import(&store, ns, std::io::stdin().lock(), platform, Some(lease)).await
     } else {
         let f = std::fs::File::open(&a.file).with_context(|| format!("open {shown}"))?;
-        image_archive::import(&store, ns, std::io::BufReader::new(f), Some(lease)).await
+        let reader = std::io::BufReader::new(f);
+        image_archive::import(&store, ns, reader, platform, Some(lease)).await
     }
     .with_context(|| format!("import {shown}"))?;
     let images = RemoteImages::new(channel.clone());

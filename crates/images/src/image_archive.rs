@@ -46,6 +46,16 @@ pub struct ArchivedImage {
 }
 
 fn bad(what: &str, reason: impl std::fmt::Display) -> ImageError {
+    let reason = reason.to_string();
+    // The tar reader quotes the bytes it choked on: garbage, when the file is not a tar.
+    let reason = if reason
+        .chars()
+        .any(|c| (c.is_control() && c != '\n') || c == char::REPLACEMENT_CHARACTER)
+    {
+        "not a tar archive (unreadable header)".to_string()
+    } else {
+        reason
+    };
     ImageError::Core(berth_core::Error::new(
         ErrorKind::InvalidArgument,
         format!("{what}: {reason}"),
@@ -65,6 +75,7 @@ pub async fn import<C: ContentStore, R: Read>(
     store: &C,
     ns: &str,
     reader: R,
+    platform: Option<&Platform>,
     lease: Option<&str>,
 ) -> Result<Vec<ArchivedImage>> {
     let mut archive = tar::Archive::new(reader);
@@ -128,7 +139,7 @@ pub async fn import<C: ContentStore, R: Read>(
         ));
     };
     for image in &images {
-        label_graph(store, ns, &image.target, 0).await?;
+        label_graph(store, ns, &image.target, platform, 0).await?;
     }
     Ok(images)
 }
@@ -278,11 +289,13 @@ async fn docker_images<C: ContentStore>(
 }
 
 /// Label the manifests and indexes under `desc` with the blobs they hold, as a pull does;
-/// children that are not in the store are left out.
+/// children that are not in the store, or not for `platform` when one is given, are left out
+/// (and so collected, as containerd's import keeps only the platform it unpacks).
 async fn label_graph<C: ContentStore>(
     store: &C,
     ns: &str,
     desc: &Descriptor,
+    platform: Option<&Platform>,
     depth: usize,
 ) -> Result<()> {
     if depth > 4 {
@@ -298,13 +311,18 @@ async fn label_graph<C: ContentStore>(
         let index: spec::Index = spec::parse_json(&data, "index", &desc.digest)?;
         let mut i = 0;
         for child in &index.manifests {
+            if let (Some(want), Some(p)) = (platform, &child.platform) {
+                if !want.matches(p) {
+                    continue;
+                }
+            }
             let child = child.to_descriptor(&desc.digest)?;
             match store.info(ns, &child.digest).await {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             }
-            Box::pin(label_graph(store, ns, &child, depth + 1)).await?;
+            Box::pin(label_graph(store, ns, &child, platform, depth + 1)).await?;
             labels.insert(
                 format!("{GC_REF_CONTENT_PREFIX}.m.{i}"),
                 child.digest.to_string(),
@@ -344,19 +362,30 @@ pub async fn export<C: ContentStore, W: Write>(
 ) -> Result<()> {
     let mut blobs: Vec<Descriptor> = Vec::new();
     let mut seen = BTreeSet::new();
-    let mut docker = Vec::new();
+    // One manifest.json entry per manifest, with every name that leads to it.
+    let mut docker: Vec<(Digest, DockerEntry)> = Vec::new();
     for (name, target) in images {
         let manifest = collect(store, ns, target, platform, 0, &mut blobs, &mut seen).await?;
-        if let Some(m) = manifest {
-            let data = crate::read_blob(store, ns, &m, "manifest", MAX_DOCUMENT).await?;
-            let m: spec::Manifest = spec::parse_json(&data, "manifest", &m.digest)?;
-            docker.push(DockerEntry {
-                config: blob_path(&m.config.digest),
-                repo_tags: Some(vec![familiar(name)]),
-                layers: m.layers.iter().map(|l| blob_path(&l.digest)).collect(),
-            });
+        let Some(m) = manifest else { continue };
+        if let Some((_, entry)) = docker.iter_mut().find(|(d, _)| *d == m.digest) {
+            entry
+                .repo_tags
+                .get_or_insert_with(Vec::new)
+                .push(familiar(name));
+            continue;
         }
+        let data = crate::read_blob(store, ns, &m, "manifest", MAX_DOCUMENT).await?;
+        let parsed: spec::Manifest = spec::parse_json(&data, "manifest", &m.digest)?;
+        docker.push((
+            m.digest.clone(),
+            DockerEntry {
+                config: blob_path(&parsed.config.digest),
+                repo_tags: Some(vec![familiar(name)]),
+                layers: parsed.layers.iter().map(|l| blob_path(&l.digest)).collect(),
+            },
+        ));
     }
+    let docker: Vec<DockerEntry> = docker.into_iter().map(|(_, e)| e).collect();
     let mut tar = TarWriter { out };
     tar.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     for desc in &blobs {
@@ -422,9 +451,9 @@ async fn collect<C: ContentStore>(
     if depth > 4 {
         return Err(ImageError::TooDeep(desc.digest.clone()));
     }
-    if !seen.insert(desc.digest.clone()) {
-        return Ok(None);
-    }
+    // Walked again when met again (another name, an index and its own manifest), so each
+    // name finds its manifest; its blobs are added once.
+    let first = seen.insert(desc.digest.clone());
     let kind = MediaKind::of(&desc.media_type);
     let mut docker_manifest = None;
     if matches!(kind, MediaKind::Index | MediaKind::Manifest) {
@@ -461,7 +490,9 @@ async fn collect<C: ContentStore>(
             docker_manifest = Some(desc.clone());
         }
     }
-    blobs.push(desc.clone());
+    if first {
+        blobs.push(desc.clone());
+    }
     Ok(docker_manifest)
 }
 
