@@ -27,16 +27,8 @@ const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 /// `berth pull` arguments.
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// Speak plain HTTP to the registry (automatic for localhost, 127.0.0.0/8 and ::1).
-    #[arg(long)]
-    plain_http: bool,
-    /// Registry credentials as USER:PASSWORD, or USER with the password read from stdin
-    /// (default: the docker config file's, else none).
-    #[arg(short, long)]
-    user: Option<String>,
-    /// Directory of `<host>/hosts.toml` files naming mirrors, as containerd's `config_path`.
-    #[arg(long, env = "BERTH_HOSTS_DIR", default_value = "/etc/berth/certs.d")]
-    hosts_dir: std::path::PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Platform to fetch and unpack from a multi-platform image (default: this machine's).
     #[arg(long, value_parser = parse_platform, conflicts_with = "all_platforms")]
     platform: Option<Platform>,
@@ -51,6 +43,28 @@ pub struct PullArgs {
     snapshotter: String,
     /// The image: `busybox`, `registry.example/app:v1`, `localhost:5000/app@sha256:…`.
     reference: String,
+}
+
+/// How to reach a registry: the options `pull` and `push` share.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Speak plain HTTP to the registry (automatic for localhost, 127.0.0.0/8 and ::1).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Registry credentials as USER:PASSWORD, or USER with the password read from stdin
+    /// (default: the docker config file's, else none).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Directory of `<host>/hosts.toml` files naming mirrors, as containerd's `config_path`.
+    #[arg(long, env = "BERTH_HOSTS_DIR", default_value = "/etc/berth/certs.d")]
+    pub hosts_dir: std::path::PathBuf,
+}
+
+impl RegistryArgs {
+    /// The credentials of `--user`, if given (reading the password from stdin if needed).
+    pub fn credentials(&self) -> Result<Option<Credentials>> {
+        self.user.as_deref().map(credentials).transpose()
+    }
 }
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
@@ -84,7 +98,7 @@ struct UnpackedJson {
 pub async fn run(ctx: &Ctx, a: PullArgs) -> Result<()> {
     let ns = ctx.namespace.as_str();
     let name = berth_distribution::normalize(&a.reference)?;
-    let credentials = a.user.as_deref().map(credentials).transpose()?;
+    let credentials = a.registry.credentials()?;
     let channel = ctx.channel().await?;
     let leases = RemoteLeases::new(channel.clone());
     let lease = format!("berth-pull-{}", uuid::Uuid::new_v4().simple());
@@ -119,10 +133,10 @@ async fn pull_under(
     let platform = a.platform.clone().unwrap_or_else(Platform::host);
     let opts = PullOptions {
         platform: (!a.all_platforms).then(|| platform.clone()),
-        plain_http: a.plain_http,
+        plain_http: a.registry.plain_http,
         credentials,
         lease: Some(lease.to_string()),
-        hosts_dir: Some(a.hosts_dir.clone()),
+        hosts_dir: Some(a.registry.hosts_dir.clone()),
         ..PullOptions::default()
     };
     let progress = Bars::new();

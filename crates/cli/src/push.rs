@@ -8,23 +8,15 @@ use berth_distribution::{PushOptions, PushProgress, Pusher, Uploaded};
 use clap::Args;
 use serde::Serialize;
 
-use crate::pull::{credentials, human_bytes, record_image};
+use crate::pull::{human_bytes, record_image, RegistryArgs};
 use crate::run::find_image;
 use crate::{Ctx, Format};
 
 /// `berth push` arguments.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Speak plain HTTP to the registry (automatic for localhost, 127.0.0.0/8 and ::1).
-    #[arg(long)]
-    plain_http: bool,
-    /// Registry credentials as USER:PASSWORD, or USER with the password read from stdin
-    /// (default: the docker config file's, else none).
-    #[arg(short, long)]
-    user: Option<String>,
-    /// Directory of `<host>/hosts.toml` files naming mirrors, as containerd's `config_path`.
-    #[arg(long, env = "BERTH_HOSTS_DIR", default_value = "/etc/berth/certs.d")]
-    hosts_dir: std::path::PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Where to push: `registry.example/app:v1`.
     reference: String,
     /// The local image to push (default: the image named REFERENCE).
@@ -57,9 +49,9 @@ pub async fn push(ctx: &Ctx, a: PushArgs) -> Result<()> {
     let local = a.local.as_deref().unwrap_or(&a.reference);
     let image = find_image(&images, ns, local).await?;
     let opts = PushOptions {
-        plain_http: a.plain_http,
-        credentials: a.user.as_deref().map(credentials).transpose()?,
-        hosts_dir: Some(a.hosts_dir.clone()),
+        plain_http: a.registry.plain_http,
+        credentials: a.registry.credentials()?,
+        hosts_dir: Some(a.registry.hosts_dir.clone()),
         ..PushOptions::default()
     };
     let pusher = Pusher::new(RemoteContentStore::new(channel));
