@@ -126,6 +126,29 @@ impl FollowedLines {
         FollowedLines { child, lines }
     }
 
+    /// Spawn the event stream `cmd` (`ctr events`, `berth events`) and return once it
+    /// demonstrably receives the events of namespace `ns` of the daemon at `address`: the
+    /// namespace is created (or labelled) until an event about it shows up. A fixed pause
+    /// is not enough on a loaded machine: an event published before the subscription is lost.
+    pub fn spawn_events(cmd: Command, address: &Path, ns: &str) -> FollowedLines {
+        let f = FollowedLines::spawn(cmd);
+        for i in 0..50 {
+            let create = ctr(address, ns, &["namespaces", "create", ns], None);
+            if !create.status.success() {
+                let label = format!("berth.test/subscribed={i}");
+                ctr(address, ns, &["namespaces", "label", ns, &label], None);
+            }
+            let deadline = std::time::Instant::now() + Duration::from_millis(300);
+            while std::time::Instant::now() < deadline {
+                if f.text().contains("/namespaces/") {
+                    return f;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("the event stream shows no event of namespace {ns} after 50 tries");
+    }
+
     /// Every line so far.
     pub fn text(&self) -> String {
         self.lines.lock().unwrap().clone()

@@ -379,11 +379,8 @@ struct Events(FollowedLines);
 
 impl Events {
     fn start(b: &Berthd, ns: &str) -> Events {
-        Events(FollowedLines::spawn(berth_cmd(
-            b,
-            ns,
-            &["events", &format!("namespace=={ns}")],
-        )))
+        let cmd = berth_cmd(b, ns, &["events", &format!("namespace=={ns}")]);
+        Events(FollowedLines::spawn_events(cmd, &b.address(), ns))
     }
 
     fn text(&self) -> String {

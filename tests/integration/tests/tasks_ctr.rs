@@ -181,7 +181,7 @@ impl Events {
         cmd.arg("--address")
             .arg(b.address())
             .args(["--namespace", ns, "events"]);
-        Events(FollowedLines::spawn(cmd))
+        Events(FollowedLines::spawn_events(cmd, &b.address(), ns))
     }
 
     /// Wait (up to 10 s) until `topic` was seen for `id`; all lines so far.
