@@ -6,6 +6,7 @@
 use std::process::Output;
 
 use berth_integration_tests::registry::TestImages;
+use berth_integration_tests::tasks::FollowedLines;
 use berth_integration_tests::{ctr, enabled, fails, normalize, ok, Berthd, Containerd};
 
 const IMAGE: &str = "docker.io/library/busybox:latest";
@@ -35,15 +36,11 @@ fn create_list_label_remove_and_gc() {
     let ns = "berth-containers";
     let b = Berthd::start();
     import(&b.address(), ns);
-    let events = std::process::Command::new("ctr")
-        .arg("--address")
+    let mut cmd = std::process::Command::new("ctr");
+    cmd.arg("--address")
         .arg(b.address())
-        .args(["--namespace", ns, "events"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ctr events");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+        .args(["--namespace", ns, "events"]);
+    let events = FollowedLines::spawn_events(cmd, &b.address(), ns);
 
     ok(
         b.ctr(
@@ -142,10 +139,13 @@ fn create_list_label_remove_and_gc() {
     let snaps = ok(b.ctr(ns, &["snapshots", "ls"]), "ctr snapshots ls");
     assert_eq!(snaps.lines().count(), 1, "{snaps}");
 
-    let mut events = events;
-    let _ = events.kill();
-    let out = events.wait_with_output().unwrap();
-    let events = String::from_utf8_lossy(&out.stdout);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !events.text().contains("/containers/delete {\"id\":\"c1\"}")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let events = events.text();
     for want in [
         "/containers/create {\"id\":\"c1\"",
         "/containers/update {\"id\":\"c1\"",
