@@ -7,6 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::registry::TestImages;
+use crate::tasks::FollowedLines;
 use crate::{ctr, wait_for_socket, workspace_bin, Containerd};
 
 /// The runtime name containerd maps to `containerd-shim-berth-v2`.
@@ -85,16 +86,14 @@ impl ShimContainerd {
         ctr(&self.containerd.address(), "default", args, Some(stdin))
     }
 
-    /// Start `ctr events` (stopped when the returned child is killed).
-    pub fn events(&self) -> Child {
-        Command::new("ctr")
-            .arg("--address")
+    /// `ctr events` of this containerd, subscribed (a probe event arrived) when returned;
+    /// stopped when dropped.
+    pub fn events(&self) -> FollowedLines {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
             .arg(self.containerd.address())
-            .arg("events")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ctr events")
+            .arg("events");
+        FollowedLines::spawn_events(cmd, &self.containerd.address(), "default")
     }
 
     /// containerd's log so far.

@@ -5,7 +5,6 @@
 //! killed under a running container, a containerd restart, and the shim's memory beside
 //! containerd's own runc shim.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -79,7 +78,7 @@ fn detached_task_lifecycle_with_events() {
     let Some(c) = setup("detached_task_lifecycle_with_events") else {
         return;
     };
-    let mut events = c.events();
+    let events = c.events();
     let id = "t2";
     ok(
         c.ctr(&[
@@ -167,16 +166,15 @@ fn detached_task_lifecycle_with_events() {
         "socket removed"
     );
 
+    eventually(Duration::from_secs(10), || {
+        events
+            .text()
+            .lines()
+            .any(|l| l.contains(" /tasks/delete ") && l.contains("\"t2\""))
+    });
+    // Anything still in flight would be a duplicate: give it a moment to show.
     std::thread::sleep(Duration::from_millis(300));
-    let _ = events.kill();
-    let mut text = String::new();
-    events
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    let _ = events.wait();
+    let text = events.text();
     let count = |topic: &str, needle: &str| {
         text.lines()
             .filter(|l| l.contains(&format!(" {topic} ")) && l.contains(needle))
@@ -465,7 +463,7 @@ fn oom_kill_is_reported() {
     let Some(c) = setup("oom_kill_is_reported") else {
         return;
     };
-    let mut events = c.events();
+    let events = c.events();
     // 16 MiB limit, then a 64 MiB string in the shell.
     let out = c.ctr(&[
         "run",
@@ -481,21 +479,13 @@ fn oom_kill_is_reported() {
         "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived",
     ]);
     assert_eq!(out.status.code(), Some(137), "{out:?}");
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = events.kill();
-    let mut text = String::new();
-    events
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    let _ = events.wait();
-    assert!(
-        text.lines()
-            .any(|l| l.contains(" /tasks/oom ") && l.contains("\"t7\"")),
-        "{text}"
-    );
+    let seen = eventually(Duration::from_secs(10), || {
+        events
+            .text()
+            .lines()
+            .any(|l| l.contains(" /tasks/oom ") && l.contains("\"t7\""))
+    });
+    assert!(seen, "{}", events.text());
 }
 
 #[test]
