@@ -181,10 +181,10 @@ async fn exercise(d: &Daemon<'_>, images: &TestImages) {
     // The unpacked `layers` image has exactly the tree it describes.
     let top = a.chain_id.as_ref().unwrap().to_string();
     let sn = RemoteSnapshotter::new(d.channel().await, "concurrent", SNAPSHOTTER);
-    let mounts = sn
-        .view("check-view", Some(&top), BTreeMap::new())
-        .await
-        .unwrap();
+    // A view no lease holds is garbage to the collector, which containerd runs on its own
+    // after deletions (the `by-ctr` import's lease just went): keep it as a root.
+    let root = BTreeMap::from([("containerd.io/gc.root".to_string(), "test".to_string())]);
+    let mounts = sn.view("check-view", Some(&top), root).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     berth_mount::mount_all(&mounts, dir.path()).unwrap();
     let checked = check_tree(dir.path(), &images.expected());
