@@ -1,6 +1,7 @@
 //! Debian's `ctr` against berthd, and the same commands against a real containerd: the answers
 //! (tables with times masked, bytes, error messages) must be the same.
 
+use berth_integration_tests::tasks::FollowedLines;
 use berth_integration_tests::{ctr, enabled, fails, normalize, ok, Berthd, Containerd};
 use std::path::Path;
 
@@ -307,15 +308,11 @@ fn events_seen_by_another_ctr() {
         return;
     }
     fn topics(address: &Path) -> Vec<String> {
-        let mut sub = std::process::Command::new("ctr")
-            .arg("--address")
-            .arg(address)
-            .arg("events")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn ctr events");
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Subscribed for sure before anything happens (its probe events, in namespace
+        // `evtprobe`, are left out below).
+        let mut cmd = std::process::Command::new("ctr");
+        cmd.arg("--address").arg(address).arg("events");
+        let sub = FollowedLines::spawn_events(cmd, address, "evtprobe");
         ok(
             ctr(address, "default", &["namespaces", "create", "evt"], None),
             "ns create",
@@ -347,15 +344,18 @@ fn events_seen_by_another_ctr() {
             ctr(address, "default", &["namespaces", "rm", "evt"], None),
             "ns rm",
         );
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let _ = sub.kill();
-        let out = sub.wait_with_output().expect("ctr events output");
-        String::from_utf8_lossy(&out.stdout)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !sub.text().contains(" evt /namespaces/delete ")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        sub.text()
             .lines()
             .filter_map(|l| {
                 // "<date> <time> <tz> <tz> <namespace> <topic> <json>"
                 let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() >= 6).then(|| format!("{} {}", f[4], f[5]))
+                (f.len() >= 6 && f[4] != "evtprobe").then(|| format!("{} {}", f[4], f[5]))
             })
             .collect()
     }
