@@ -157,3 +157,94 @@ pub fn write_blob(dir: &Path, data: &[u8]) -> (String, usize) {
     std::fs::write(blob_path(dir, &digest), data).expect("write blob");
     (digest, data.len())
 }
+
+/// An OCI layout with an index of two images: busybox for the host's platform, and the
+/// `layers` image (its config saying so) for another.
+#[derive(Debug)]
+pub struct TwoPlatforms {
+    pub dir: tempfile::TempDir,
+    pub index: String,
+    pub host_manifest: String,
+    pub other_manifest: String,
+    /// The architecture the other image claims (`s390x`, or `ppc64le` on s390x).
+    pub other_arch: String,
+}
+
+impl TwoPlatforms {
+    pub fn build(images: &TestImages) -> TwoPlatforms {
+        let host_arch = read_json(&images.layout("busybox").join("index.json"))["manifests"][0]
+            ["platform"]["architecture"]
+            .as_str()
+            .expect("busybox platform in index.json")
+            .to_string();
+        let other_arch = if host_arch == "s390x" {
+            "ppc64le"
+        } else {
+            "s390x"
+        };
+        let layout = tempfile::tempdir().expect("tempdir");
+        let dir = layout.path();
+        copy_blobs(&images.layout("busybox"), dir);
+        copy_blobs(&images.layout("layers"), dir);
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let host_manifest = images.manifest_digest("busybox");
+        let mut manifest = read_json(&blob_path(dir, &images.manifest_digest("layers")));
+        let mut config = read_json(&blob_path(
+            dir,
+            manifest["config"]["digest"].as_str().unwrap(),
+        ));
+        config["architecture"] = other_arch.into();
+        let (other_config, size) = write_blob(dir, &serde_json::to_vec(&config).unwrap());
+        manifest["config"]["digest"] = other_config.into();
+        manifest["config"]["size"] = size.into();
+        let (other_manifest, other_size) = write_blob(dir, &serde_json::to_vec(&manifest).unwrap());
+        let host_size = std::fs::metadata(blob_path(dir, &host_manifest))
+            .expect("host manifest blob")
+            .len();
+        let mt_manifest = "application/vnd.oci.image.manifest.v1+json";
+        let mt_index = "application/vnd.oci.image.index.v1+json";
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": mt_index,
+            "manifests": [
+                {"mediaType": mt_manifest, "digest": other_manifest, "size": other_size,
+                 "platform": {"os": "linux", "architecture": other_arch}},
+                {"mediaType": mt_manifest, "digest": host_manifest, "size": host_size,
+                 "platform": {"os": "linux", "architecture": host_arch}},
+            ],
+        });
+        let (index_digest, index_size) = write_blob(dir, &serde_json::to_vec(&index).unwrap());
+        let top = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": mt_index,
+            "manifests": [{"mediaType": mt_index, "digest": index_digest, "size": index_size,
+                           "annotations": {"org.opencontainers.image.ref.name": "latest"}}],
+        });
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+        TwoPlatforms {
+            dir: layout,
+            index: index_digest,
+            host_manifest,
+            other_manifest,
+            other_arch: other_arch.to_string(),
+        }
+    }
+
+    /// Push it all to `reference` with `skopeo copy --all`.
+    pub fn push(&self, reference: &str) {
+        let out = Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--all",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("oci:{}:latest", self.dir.path().display()))
+            .arg(format!("docker://{reference}"))
+            .output()
+            .expect("run skopeo");
+        ok(out, "skopeo copy --all of the two-platform index");
+    }
+}

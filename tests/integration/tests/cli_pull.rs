@@ -13,8 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_integration_tests::cli::{
-    berth, blob_path, copy_blobs, image_digest, manifest_parts, read_json, rows, setup_registry,
-    write_blob,
+    berth, blob_path, image_digest, manifest_parts, read_json, rows, setup_registry, TwoPlatforms,
 };
 use berth_integration_tests::registry::check_tree;
 use berth_integration_tests::tasks::TaskCleanup;
@@ -478,73 +477,16 @@ fn berth_pull_index_picks_platform() {
     };
     // An OCI layout with an index of two images: busybox for the host's platform, and the
     // `layers` image (its config saying so) for another.
-    let host_arch = read_json(&images.layout("busybox").join("index.json"))["manifests"][0]
-        ["platform"]["architecture"]
-        .as_str()
-        .expect("busybox platform in index.json")
-        .to_string();
-    let other_arch = if host_arch == "s390x" {
-        "ppc64le"
-    } else {
-        "s390x"
-    };
-    let layout = tempfile::tempdir().expect("tempdir");
-    let dir = layout.path();
-    copy_blobs(&images.layout("busybox"), dir);
-    copy_blobs(&images.layout("layers"), dir);
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let host_manifest = images.manifest_digest("busybox");
+    let multi = TwoPlatforms::build(images);
+    let dir = multi.dir.path();
+    let host_manifest = multi.host_manifest.clone();
     let (host_config, host_layers) = manifest_parts(dir, &host_manifest);
-    let layers_manifest = images.manifest_digest("layers");
-    let mut manifest = read_json(&blob_path(dir, &layers_manifest));
-    let mut config = read_json(&blob_path(
-        dir,
-        manifest["config"]["digest"].as_str().unwrap(),
-    ));
-    config["architecture"] = other_arch.into();
-    let (other_config, size) = write_blob(dir, &serde_json::to_vec(&config).unwrap());
-    manifest["config"]["digest"] = other_config.clone().into();
-    manifest["config"]["size"] = size.into();
-    let (other_manifest, other_size) = write_blob(dir, &serde_json::to_vec(&manifest).unwrap());
-    let (_, other_layers) = manifest_parts(dir, &other_manifest);
-    let host_size = std::fs::metadata(blob_path(dir, &host_manifest))
-        .unwrap()
-        .len();
-    let mt_manifest = "application/vnd.oci.image.manifest.v1+json";
-    let mt_index = "application/vnd.oci.image.index.v1+json";
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": mt_index,
-        "manifests": [
-            {"mediaType": mt_manifest, "digest": other_manifest, "size": other_size,
-             "platform": {"os": "linux", "architecture": other_arch}},
-            {"mediaType": mt_manifest, "digest": host_manifest, "size": host_size,
-             "platform": {"os": "linux", "architecture": host_arch}},
-        ],
-    });
-    let (index_digest, index_size) = write_blob(dir, &serde_json::to_vec(&index).unwrap());
-    let top = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": mt_index,
-        "manifests": [{"mediaType": mt_index, "digest": index_digest, "size": index_size,
-                       "annotations": {"org.opencontainers.image.ref.name": "latest"}}],
-    });
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    let other_manifest = multi.other_manifest.clone();
+    let (other_config, other_layers) = manifest_parts(dir, &other_manifest);
+    let index_digest = multi.index.clone();
+    let other_arch = &multi.other_arch;
     let name = reg.reference("multi:latest");
-    let out = Command::new("skopeo")
-        .args([
-            "--insecure-policy",
-            "copy",
-            "--quiet",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-        ])
-        .arg(format!("oci:{}:latest", dir.display()))
-        .arg(format!("docker://{name}"))
-        .output()
-        .expect("run skopeo");
-    ok(out, "skopeo copy --all of the two-platform index");
+    multi.push(&name);
     assert_eq!(
         reg.manifest_digest("multi", "latest").as_deref(),
         Some(index_digest.as_str()),

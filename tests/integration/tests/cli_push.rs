@@ -12,8 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_integration_tests::cli::{
-    berth, blob_path, copy_blobs, image_digest, manifest_parts, read_json, setup_registry,
-    write_blob,
+    berth, blob_path, image_digest, manifest_parts, read_json, setup_registry, TwoPlatforms,
 };
 use berth_integration_tests::registry::TestImages;
 use berth_integration_tests::{fails, ok, Berthd};
@@ -221,98 +220,13 @@ fn berth_push_an_imported_image() {
     );
 }
 
-/// An OCI layout with an index of two images: busybox for the host's platform, and the
-/// `layers` image (its config saying so) for another.
-struct TwoPlatforms {
-    dir: tempfile::TempDir,
-    index: String,
-    host_manifest: String,
-    other_manifest: String,
-}
-
-impl TwoPlatforms {
-    fn build(images: &TestImages) -> TwoPlatforms {
-        let host_arch = read_json(&images.layout("busybox").join("index.json"))["manifests"][0]
-            ["platform"]["architecture"]
-            .as_str()
-            .expect("busybox platform in index.json")
-            .to_string();
-        let other_arch = if host_arch == "s390x" {
-            "ppc64le"
-        } else {
-            "s390x"
-        };
-        let layout = tempfile::tempdir().expect("tempdir");
-        let dir = layout.path();
-        copy_blobs(&images.layout("busybox"), dir);
-        copy_blobs(&images.layout("layers"), dir);
-        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        let host_manifest = images.manifest_digest("busybox");
-        let mut manifest = read_json(&blob_path(dir, &images.manifest_digest("layers")));
-        let mut config = read_json(&blob_path(
-            dir,
-            manifest["config"]["digest"].as_str().unwrap(),
-        ));
-        config["architecture"] = other_arch.into();
-        let (other_config, size) = write_blob(dir, &serde_json::to_vec(&config).unwrap());
-        manifest["config"]["digest"] = other_config.into();
-        manifest["config"]["size"] = size.into();
-        let (other_manifest, other_size) = write_blob(dir, &serde_json::to_vec(&manifest).unwrap());
-        let host_size = blob_size(dir, &host_manifest);
-        let mt_manifest = "application/vnd.oci.image.manifest.v1+json";
-        let mt_index = "application/vnd.oci.image.index.v1+json";
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": mt_index,
-            "manifests": [
-                {"mediaType": mt_manifest, "digest": other_manifest, "size": other_size,
-                 "platform": {"os": "linux", "architecture": other_arch}},
-                {"mediaType": mt_manifest, "digest": host_manifest, "size": host_size,
-                 "platform": {"os": "linux", "architecture": host_arch}},
-            ],
-        });
-        let (index_digest, index_size) = write_blob(dir, &serde_json::to_vec(&index).unwrap());
-        let top = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": mt_index,
-            "manifests": [{"mediaType": mt_index, "digest": index_digest, "size": index_size,
-                           "annotations": {"org.opencontainers.image.ref.name": "latest"}}],
-        });
-        std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
-        TwoPlatforms {
-            dir: layout,
-            index: index_digest,
-            host_manifest,
-            other_manifest,
-        }
-    }
-
-    /// Push it all to `reference` with `skopeo copy --all`.
-    fn push(&self, reference: &str) {
-        let out = Command::new("skopeo")
-            .args([
-                "--insecure-policy",
-                "copy",
-                "--quiet",
-                "--all",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-            ])
-            .arg(format!("oci:{}:latest", self.dir.path().display()))
-            .arg(format!("docker://{reference}"))
-            .output()
-            .expect("run skopeo");
-        ok(out, "skopeo copy --all of the two-platform index");
-    }
-
-    /// Every blob: the index, both manifests, their configs and layers.
-    fn blobs(&self) -> BTreeSet<String> {
-        let dir = self.dir.path();
-        let mut all = image_blobs(dir, &self.host_manifest);
-        all.extend(image_blobs(dir, &self.other_manifest));
-        all.insert(self.index.clone());
-        all
-    }
+/// Every blob of `multi`: the index, both manifests, their configs and layers.
+fn all_blobs(multi: &TwoPlatforms) -> BTreeSet<String> {
+    let dir = multi.dir.path();
+    let mut all = image_blobs(dir, &multi.host_manifest);
+    all.extend(image_blobs(dir, &multi.other_manifest));
+    all.insert(multi.index.clone());
+    all
 }
 
 #[test]
@@ -394,7 +308,7 @@ fn berth_push_an_index_needs_all_its_manifests() {
     }
     let (fetched, root) = skopeo_fetch(&copy, true);
     assert_eq!(root, multi.index, "the index skopeo fetched");
-    assert_same_blobs(multi.dir.path(), fetched.path(), &multi.blobs());
+    assert_same_blobs(multi.dir.path(), fetched.path(), &all_blobs(&multi));
 }
 
 #[test]
