@@ -18,3 +18,7 @@
 mod error;
 
 pub use error::{OpsError, Result};
+
+mod stores;
+
+pub use stores::Stores;
