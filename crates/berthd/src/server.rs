@@ -18,7 +18,8 @@ use berth_api::snapshots::snapshots_server::SnapshotsServer;
 use berth_api::tasks::tasks_server::TasksServer;
 use berth_api::version::version_server::VersionServer;
 use berth_content::LocalStore;
-use berth_metadata::{DynSnapshotter, Metadata};
+use berth_core::snapshots::Snapshotter;
+use berth_metadata::Metadata;
 use berth_runtime::{RuntimeConfig, ShimEventsServer, TaskManager};
 use berth_services::containers::ContainersService;
 use berth_services::content::ContentService;
@@ -390,21 +391,21 @@ fn register_snapshotters(meta: &Metadata, root: &Path, registry: &mut PluginRegi
     use berth_snapshots::{NativeSnapshotter, OverlaySnapshotter};
     let overlay_root = root.join("io.containerd.snapshotter.v1.overlayfs");
     let native_root = root.join("io.containerd.snapshotter.v1.native");
-    type Opened = Result<Arc<dyn DynSnapshotter>, String>;
+    type Opened = Result<Arc<dyn Snapshotter>, String>;
     let opened: [(&str, &Path, Opened); 2] = [
         (
             "overlayfs",
             &overlay_root,
             berth_snapshots::overlay_supported(&overlay_root)
                 .and_then(|()| OverlaySnapshotter::open(&overlay_root))
-                .map(|s| Arc::new(s) as Arc<dyn DynSnapshotter>)
+                .map(|s| Arc::new(s) as Arc<dyn Snapshotter>)
                 .map_err(|e| e.to_string()),
         ),
         (
             "native",
             &native_root,
             NativeSnapshotter::open(&native_root)
-                .map(|s| Arc::new(s) as Arc<dyn DynSnapshotter>)
+                .map(|s| Arc::new(s) as Arc<dyn Snapshotter>)
                 .map_err(|e| e.to_string()),
         ),
     ];

@@ -124,10 +124,15 @@ impl RemoteSnapshotters {
 }
 
 impl berth_images::SnapshotterProvider for RemoteSnapshotters {
-    type Snapshotter = RemoteSnapshotter;
-
-    fn snapshotter(&self, ns: &str, name: &str, lease: Option<&str>) -> Result<RemoteSnapshotter> {
-        Ok(RemoteSnapshotter::new(self.channel.clone(), ns, name).with_lease(lease))
+    fn snapshotter(
+        &self,
+        ns: &str,
+        name: &str,
+        lease: Option<&str>,
+    ) -> Result<std::sync::Arc<dyn berth_core::snapshots::Snapshotter>> {
+        Ok(std::sync::Arc::new(
+            RemoteSnapshotter::new(self.channel.clone(), ns, name).with_lease(lease),
+        ))
     }
 }
 

@@ -72,6 +72,7 @@ fn parent_of(parent: Option<&str>) -> String {
     parent.unwrap_or_default().to_string()
 }
 
+#[async_trait::async_trait]
 impl Snapshotter for RemoteSnapshotter {
     async fn stat(&self, key: &str) -> Result<Info> {
         let req = StatSnapshotRequest {

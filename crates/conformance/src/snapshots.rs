@@ -33,7 +33,7 @@ fn expect_kind<T: std::fmt::Debug>(r: berth_core::Result<T>, kind: ErrorKind, wh
 }
 
 /// Prepare `key` on `parent` and commit it as `name` without writing anything.
-pub async fn commit_empty<S: Snapshotter>(s: &S, name: &str, parent: Option<&str>) {
+pub async fn commit_empty<S: Snapshotter + ?Sized>(s: &S, name: &str, parent: Option<&str>) {
     let key = format!("{name}-active");
     s.prepare(&key, parent, no_labels())
         .await
@@ -51,7 +51,7 @@ fn all_read_only(mounts: &[Mount]) -> bool {
     !mounts.is_empty() && mounts.iter().all(Mount::is_read_only)
 }
 
-pub async fn prepare_then_commit_renames_key_to_name<S: Snapshotter>(s: &S) {
+pub async fn prepare_then_commit_renames_key_to_name<S: Snapshotter + ?Sized>(s: &S) {
     let mounts = s
         .prepare("base-active", None, labels(&[("a", "1")]))
         .await
@@ -89,7 +89,7 @@ pub async fn prepare_then_commit_renames_key_to_name<S: Snapshotter>(s: &S) {
     assert_eq!(child.kind, Kind::Active);
 }
 
-pub async fn keys_and_names_are_unique<S: Snapshotter>(s: &S) {
+pub async fn keys_and_names_are_unique<S: Snapshotter + ?Sized>(s: &S) {
     commit_empty(s, "layer", None).await;
     s.prepare("work", None, no_labels()).await.unwrap();
     let e = s.prepare("work", None, no_labels()).await.unwrap_err();
@@ -114,7 +114,7 @@ pub async fn keys_and_names_are_unique<S: Snapshotter>(s: &S) {
     assert_eq!(s.stat("work").await.unwrap().kind, Kind::Active);
 }
 
-pub async fn missing_snapshots_are_not_found<S: Snapshotter>(s: &S) {
+pub async fn missing_snapshots_are_not_found<S: Snapshotter + ?Sized>(s: &S) {
     expect_kind(s.stat("nope").await, ErrorKind::NotFound, "stat");
     expect_kind(s.mounts("nope").await, ErrorKind::NotFound, "mounts");
     expect_kind(s.usage("nope").await, ErrorKind::NotFound, "usage");
@@ -147,7 +147,7 @@ pub async fn missing_snapshots_are_not_found<S: Snapshotter>(s: &S) {
     );
 }
 
-pub async fn parents_must_be_committed<S: Snapshotter>(s: &S) {
+pub async fn parents_must_be_committed<S: Snapshotter + ?Sized>(s: &S) {
     s.prepare("active", None, no_labels()).await.unwrap();
     s.view("view", None, no_labels()).await.unwrap();
     for parent in ["active", "view"] {
@@ -169,7 +169,7 @@ pub async fn parents_must_be_committed<S: Snapshotter>(s: &S) {
     );
 }
 
-pub async fn only_active_snapshots_commit<S: Snapshotter>(s: &S) {
+pub async fn only_active_snapshots_commit<S: Snapshotter + ?Sized>(s: &S) {
     commit_empty(s, "done", None).await;
     s.view("look", Some("done"), no_labels()).await.unwrap();
     expect_kind(
@@ -185,7 +185,7 @@ pub async fn only_active_snapshots_commit<S: Snapshotter>(s: &S) {
     assert_eq!(s.stat("look").await.unwrap().kind, Kind::View);
 }
 
-pub async fn committed_snapshots_have_no_mounts<S: Snapshotter>(s: &S) {
+pub async fn committed_snapshots_have_no_mounts<S: Snapshotter + ?Sized>(s: &S) {
     commit_empty(s, "c", None).await;
     expect_kind(
         s.mounts("c").await,
@@ -194,7 +194,7 @@ pub async fn committed_snapshots_have_no_mounts<S: Snapshotter>(s: &S) {
     );
 }
 
-pub async fn remove_refuses_parents_with_children<S: Snapshotter>(s: &S) {
+pub async fn remove_refuses_parents_with_children<S: Snapshotter + ?Sized>(s: &S) {
     commit_empty(s, "p", None).await;
     commit_empty(s, "c", Some("p")).await;
     s.view("v", Some("c"), no_labels()).await.unwrap();
@@ -219,7 +219,7 @@ pub async fn remove_refuses_parents_with_children<S: Snapshotter>(s: &S) {
     assert!(s.walk(&[]).await.unwrap().is_empty());
 }
 
-pub async fn remove_frees_the_key<S: Snapshotter>(s: &S) {
+pub async fn remove_frees_the_key<S: Snapshotter + ?Sized>(s: &S) {
     commit_empty(s, "base", None).await;
     s.prepare("k", Some("base"), no_labels()).await.unwrap();
     s.remove("k").await.unwrap();
@@ -233,7 +233,7 @@ pub async fn remove_frees_the_key<S: Snapshotter>(s: &S) {
     assert_eq!(names(s.walk(&[]).await.unwrap()), ["base"]);
 }
 
-pub async fn views_are_read_only<S: Snapshotter>(s: &S) {
+pub async fn views_are_read_only<S: Snapshotter + ?Sized>(s: &S) {
     commit_empty(s, "l1", None).await;
     commit_empty(s, "l2", Some("l1")).await;
     let empty = s.view("v0", None, no_labels()).await.unwrap();
@@ -253,7 +253,7 @@ pub async fn views_are_read_only<S: Snapshotter>(s: &S) {
     }
 }
 
-pub async fn mounts_are_stable<S: Snapshotter>(s: &S) {
+pub async fn mounts_are_stable<S: Snapshotter + ?Sized>(s: &S) {
     commit_empty(s, "l1", None).await;
     commit_empty(s, "l2", Some("l1")).await;
     let cases = [
@@ -270,7 +270,7 @@ pub async fn mounts_are_stable<S: Snapshotter>(s: &S) {
     }
 }
 
-pub async fn walk_applies_filters<S: Snapshotter>(s: &S) {
+pub async fn walk_applies_filters<S: Snapshotter + ?Sized>(s: &S) {
     s.prepare("b-active", None, no_labels()).await.unwrap();
     s.commit("base", "b-active", labels(&[("tier", "base")]))
         .await
@@ -314,7 +314,7 @@ pub async fn walk_applies_filters<S: Snapshotter>(s: &S) {
     );
 }
 
-pub async fn update_applies_field_paths<S: Snapshotter>(s: &S) {
+pub async fn update_applies_field_paths<S: Snapshotter + ?Sized>(s: &S) {
     s.prepare("a", None, labels(&[("k1", "v1"), ("k2", "v2")]))
         .await
         .unwrap();
@@ -362,7 +362,7 @@ pub async fn update_applies_field_paths<S: Snapshotter>(s: &S) {
     assert_eq!(c.kind, Kind::Committed);
 }
 
-pub async fn info_reports_parent_and_times<S: Snapshotter>(s: &S) {
+pub async fn info_reports_parent_and_times<S: Snapshotter + ?Sized>(s: &S) {
     let t0 = SystemTime::now() - std::time::Duration::from_secs(1);
     commit_empty(s, "p", None).await;
     s.prepare("child", Some("p"), no_labels()).await.unwrap();
@@ -387,7 +387,7 @@ pub async fn info_reports_parent_and_times<S: Snapshotter>(s: &S) {
     );
 }
 
-pub async fn usage_of_empty_snapshots<S: Snapshotter>(s: &S) {
+pub async fn usage_of_empty_snapshots<S: Snapshotter + ?Sized>(s: &S) {
     s.prepare("a", None, no_labels()).await.unwrap();
     let u = s.usage("a").await.unwrap();
     assert!(u.inodes >= 1, "the root directory counts: {u:?}");
@@ -399,7 +399,7 @@ pub async fn usage_of_empty_snapshots<S: Snapshotter>(s: &S) {
     s.usage("v").await.unwrap();
 }
 
-pub async fn cleanup_keeps_live_snapshots<S: Snapshotter>(s: &S) {
+pub async fn cleanup_keeps_live_snapshots<S: Snapshotter + ?Sized>(s: &S) {
     commit_empty(s, "l1", None).await;
     commit_empty(s, "l2", Some("l1")).await;
     let a = s.prepare("a", Some("l2"), no_labels()).await.unwrap();
@@ -414,7 +414,7 @@ pub async fn cleanup_keeps_live_snapshots<S: Snapshotter>(s: &S) {
     commit_empty(s, "l3", Some("l2")).await;
 }
 
-pub async fn concurrent_prepares_are_atomic<S: Snapshotter>(s: &S) {
+pub async fn concurrent_prepares_are_atomic<S: Snapshotter + ?Sized>(s: &S) {
     commit_empty(s, "base", None).await;
     let distinct = futures::future::join_all(
         (0..8).map(|i| async move { s.prepare(&format!("k{i}"), Some("base"), no_labels()).await }),

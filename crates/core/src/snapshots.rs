@@ -25,7 +25,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::str::FromStr;
 use std::time::SystemTime;
 
@@ -140,65 +139,74 @@ pub struct Usage {
 /// one that exists is `AlreadyExists`; a parent that is not committed is `InvalidArgument`;
 /// committing what is not active, asking mounts of a committed snapshot, or removing a snapshot
 /// that has children is `FailedPrecondition`.
-pub trait Snapshotter: Send + Sync {
+///
+/// The trait is object-safe: a daemon keeps its backends as `Arc<dyn Snapshotter>`, chosen by
+/// name at run time. Implement it with `#[async_trait::async_trait]` on the `impl` block; each
+/// call's future is boxed. A backend whose work blocks (disk I/O, copying trees) runs it on a
+/// blocking thread (berth-snapshots' `LocalSnapshotter`), never on the caller's executor.
+#[async_trait::async_trait]
+pub trait Snapshotter: Send + Sync + fmt::Debug {
     /// Info of the snapshot `key` (a key or a committed name).
-    fn stat(&self, key: &str) -> impl Future<Output = Result<Info>> + Send;
+    async fn stat(&self, key: &str) -> Result<Info>;
 
     /// Update the mutable fields of the snapshot `info.name` and return its new info. Only labels
     /// are mutable; `fieldpaths` follow containerd: empty or `labels` (replace all labels),
     /// `labels.<key>` (set that label from `info`, or remove it when `info` lacks it). Any other
     /// path is `InvalidArgument`; `kind`, `parent` and times of `info` are ignored.
-    fn update(
-        &self,
-        info: Info,
-        fieldpaths: &[String],
-    ) -> impl Future<Output = Result<Info>> + Send;
+    async fn update(&self, info: Info, fieldpaths: &[String]) -> Result<Info>;
 
     /// Disk usage of the snapshot `key` alone. For an active snapshot it is measured now (and
     /// may take time); for a committed one it is what was measured at commit.
-    fn usage(&self, key: &str) -> impl Future<Output = Result<Usage>> + Send;
+    async fn usage(&self, key: &str) -> Result<Usage>;
 
     /// The mounts of the active snapshot or view `key` (the same as `prepare`/`view` returned).
     /// `FailedPrecondition` for a committed snapshot: commit it no more, view it.
-    fn mounts(&self, key: &str) -> impl Future<Output = Result<Vec<Mount>>> + Send;
+    async fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
 
     /// Create the active snapshot `key` on the committed snapshot `parent` (or empty) and return
     /// its mounts, writable.
-    fn prepare(
+    async fn prepare(
         &self,
         key: &str,
         parent: Option<&str>,
         labels: BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<Vec<Mount>>> + Send;
+    ) -> Result<Vec<Mount>>;
 
     /// Create the view `key` of the committed snapshot `parent` (or empty) and return its mounts,
     /// read-only.
-    fn view(
+    async fn view(
         &self,
         key: &str,
         parent: Option<&str>,
         labels: BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<Vec<Mount>>> + Send;
+    ) -> Result<Vec<Mount>>;
 
     /// Turn the active snapshot `key` into the committed snapshot `name`, with `labels` (they
     /// replace the active snapshot's labels). `key` no longer exists afterwards; unmount it
     /// first, its content is now immutable.
-    fn commit(
-        &self,
-        name: &str,
-        key: &str,
-        labels: BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<()>> + Send;
+    async fn commit(&self, name: &str, key: &str, labels: BTreeMap<String, String>) -> Result<()>;
 
     /// Remove the snapshot `key` (of any kind) and its content. `FailedPrecondition` while it has
     /// children.
-    fn remove(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
+    async fn remove(&self, key: &str) -> Result<()>;
 
     /// Infos of the snapshots matching any of `filters` (containerd's filter syntax on `name`,
     /// `parent`, `kind`, `labels.<key>`), ordered by name.
-    fn walk(&self, filters: &[String]) -> impl Future<Output = Result<Vec<Info>>> + Send;
+    async fn walk(&self, filters: &[String]) -> Result<Vec<Info>>;
 
     /// Reclaim disk space: remove whatever lies in the snapshotter's directory that its metadata
     /// does not reference (leftovers of removals and of operations interrupted by a crash).
-    fn cleanup(&self) -> impl Future<Output = Result<()>> + Send;
+    async fn cleanup(&self) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Snapshotter;
+
+    /// Backends are held as `Arc<dyn Snapshotter>`: the trait must stay object-safe.
+    #[test]
+    fn snapshotter_is_object_safe() {
+        let none: Option<std::sync::Arc<dyn Snapshotter>> = None;
+        assert!(none.is_none());
+    }
 }

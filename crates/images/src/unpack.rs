@@ -83,16 +83,13 @@ impl<T: LayerApplier> LayerApplier for Arc<T> {
 /// unpacker needs one bound to the lease it creates, so it asks for it. Use [`snapshotter_fn`] to
 /// make one from a closure.
 pub trait SnapshotterProvider: Send + Sync {
-    /// The snapshotter type given.
-    type Snapshotter: Snapshotter;
-
     /// The snapshotter `name` in namespace `ns`; the snapshots it creates join `lease` if set.
     fn snapshotter(
         &self,
         ns: &str,
         name: &str,
         lease: Option<&str>,
-    ) -> berth_core::Result<Self::Snapshotter>;
+    ) -> berth_core::Result<Arc<dyn Snapshotter>>;
 }
 
 /// A [`SnapshotterProvider`] made of a closure; see [`snapshotter_fn`].
@@ -110,7 +107,7 @@ impl<F> std::fmt::Debug for SnapshotterFn<F> {
 pub fn snapshotter_fn<F, S>(f: F) -> SnapshotterFn<F>
 where
     F: Fn(&str, &str, Option<&str>) -> berth_core::Result<S> + Send + Sync,
-    S: Snapshotter,
+    S: Snapshotter + 'static,
 {
     SnapshotterFn(f)
 }
@@ -118,12 +115,15 @@ where
 impl<F, S> SnapshotterProvider for SnapshotterFn<F>
 where
     F: Fn(&str, &str, Option<&str>) -> berth_core::Result<S> + Send + Sync,
-    S: Snapshotter,
+    S: Snapshotter + 'static,
 {
-    type Snapshotter = S;
-
-    fn snapshotter(&self, ns: &str, name: &str, lease: Option<&str>) -> berth_core::Result<S> {
-        (self.0)(ns, name, lease)
+    fn snapshotter(
+        &self,
+        ns: &str,
+        name: &str,
+        lease: Option<&str>,
+    ) -> berth_core::Result<Arc<dyn Snapshotter>> {
+        Ok(Arc::new((self.0)(ns, name, lease)?))
     }
 }
 
@@ -263,7 +263,7 @@ where
             return Ok(true);
         };
         let sn = self.snapshotters.snapshotter(ns, snapshotter, None)?;
-        exists(&sn, top).await
+        exists(&*sn, top).await
     }
 
     /// Unpack the image whose target is `target` into `opts.snapshotter` (see the module docs).
@@ -314,7 +314,7 @@ where
         }
         if let Some(top) = image.chain_id() {
             let sn = self.snapshotters.snapshotter(ns, &opts.snapshotter, None)?;
-            if !exists(&sn, top).await? {
+            if !exists(&*sn, top).await? {
                 return Ok(None);
             }
         }
@@ -357,10 +357,10 @@ where
                 .add_resource(ns, lease, resource)
                 .await
                 .map_err(ImageError::context(format!("lease {lease}")))?;
-            let done = if exists(&sn, &layer.chain_id).await? {
+            let done = if exists(&*sn, &layer.chain_id).await? {
                 false
             } else {
-                self.apply_layer(ns, &sn, layer, parent).await?
+                self.apply_layer(ns, &*sn, layer, parent).await?
             };
             if done {
                 self.label_uncompressed(ns, layer).await?;
@@ -409,10 +409,10 @@ where
 
     /// Apply one layer on `parent` and commit it under its chain ID. False when a concurrent
     /// unpack committed it first.
-    async fn apply_layer<S: Snapshotter>(
+    async fn apply_layer(
         &self,
         ns: &str,
-        sn: &S,
+        sn: &dyn Snapshotter,
         layer: &Layer,
         parent: Option<&Digest>,
     ) -> Result<bool> {
@@ -448,10 +448,10 @@ where
         ))))
     }
 
-    async fn apply_and_commit<S: Snapshotter>(
+    async fn apply_and_commit(
         &self,
         ns: &str,
-        sn: &S,
+        sn: &dyn Snapshotter,
         layer: &Layer,
         key: &str,
         name: &str,
@@ -482,7 +482,7 @@ enum Step {
     Commit(Error),
 }
 
-async fn exists<S: Snapshotter>(sn: &S, chain_id: &Digest) -> Result<bool> {
+async fn exists(sn: &dyn Snapshotter, chain_id: &Digest) -> Result<bool> {
     match sn.stat(&chain_id.to_string()).await {
         Ok(_) => Ok(true),
         Err(e) if e.is(ErrorKind::NotFound) => Ok(false),

@@ -45,7 +45,7 @@ pub(crate) struct Inner {
     pub(crate) dirty: tokio::sync::Notify,
     uuid: String,
     /// Snapshotter backends by name.
-    pub(crate) snapshotters: RwLock<BTreeMap<String, Arc<dyn crate::snapshots::DynSnapshotter>>>,
+    pub(crate) snapshotters: RwLock<BTreeMap<String, Arc<dyn berth_core::snapshots::Snapshotter>>>,
     /// Held shared by snapshot operations from their backend call to their record, exclusively
     /// by the sweep of backend snapshots that no record names.
     pub(crate) snapshot_lock: tokio::sync::RwLock<()>,

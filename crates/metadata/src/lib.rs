@@ -36,4 +36,4 @@ pub mod snapshots;
 pub use content::MetaWriter;
 pub use db::{Metadata, SCHEMA_VERSION};
 pub use error::MetadataError;
-pub use snapshots::{DynSnapshotter, NamespacedSnapshotter};
+pub use snapshots::NamespacedSnapshotter;

@@ -15,8 +15,6 @@
 //! snapshot lock exclusively so that it never sees an operation half done.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use berth_core::filters::Filter;
@@ -36,82 +34,6 @@ const BACKEND_LABEL_PREFIX: &str = "containerd.io/snapshot/";
 /// The label an unpacker sets on a prepare to name the chain it is building (for remote
 /// snapshotters); also given to the backend, as containerd does.
 const SNAPSHOT_REF_LABEL: &str = "containerd.io/snapshot.ref";
-
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = berth_core::Result<T>> + Send + 'a>>;
-
-/// A [`Snapshotter`] behind a pointer: the metadata layer holds backends of different types by
-/// name. Implemented for every `Snapshotter`.
-pub trait DynSnapshotter: Send + Sync + std::fmt::Debug {
-    fn stat<'a>(&'a self, key: &'a str) -> BoxFut<'a, Info>;
-    fn usage<'a>(&'a self, key: &'a str) -> BoxFut<'a, Usage>;
-    fn mounts<'a>(&'a self, key: &'a str) -> BoxFut<'a, Vec<Mount>>;
-    fn prepare<'a>(
-        &'a self,
-        key: &'a str,
-        parent: Option<&'a str>,
-        labels: BTreeMap<String, String>,
-    ) -> BoxFut<'a, Vec<Mount>>;
-    fn view<'a>(
-        &'a self,
-        key: &'a str,
-        parent: Option<&'a str>,
-        labels: BTreeMap<String, String>,
-    ) -> BoxFut<'a, Vec<Mount>>;
-    fn commit<'a>(
-        &'a self,
-        name: &'a str,
-        key: &'a str,
-        labels: BTreeMap<String, String>,
-    ) -> BoxFut<'a, ()>;
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFut<'a, ()>;
-    fn walk<'a>(&'a self) -> BoxFut<'a, Vec<Info>>;
-    fn cleanup(&self) -> BoxFut<'_, ()>;
-}
-
-impl<T: Snapshotter + std::fmt::Debug> DynSnapshotter for T {
-    fn stat<'a>(&'a self, key: &'a str) -> BoxFut<'a, Info> {
-        Box::pin(Snapshotter::stat(self, key))
-    }
-    fn usage<'a>(&'a self, key: &'a str) -> BoxFut<'a, Usage> {
-        Box::pin(Snapshotter::usage(self, key))
-    }
-    fn mounts<'a>(&'a self, key: &'a str) -> BoxFut<'a, Vec<Mount>> {
-        Box::pin(Snapshotter::mounts(self, key))
-    }
-    fn prepare<'a>(
-        &'a self,
-        key: &'a str,
-        parent: Option<&'a str>,
-        labels: BTreeMap<String, String>,
-    ) -> BoxFut<'a, Vec<Mount>> {
-        Box::pin(Snapshotter::prepare(self, key, parent, labels))
-    }
-    fn view<'a>(
-        &'a self,
-        key: &'a str,
-        parent: Option<&'a str>,
-        labels: BTreeMap<String, String>,
-    ) -> BoxFut<'a, Vec<Mount>> {
-        Box::pin(Snapshotter::view(self, key, parent, labels))
-    }
-    fn commit<'a>(
-        &'a self,
-        name: &'a str,
-        key: &'a str,
-        labels: BTreeMap<String, String>,
-    ) -> BoxFut<'a, ()> {
-        Box::pin(Snapshotter::commit(self, name, key, labels))
-    }
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFut<'a, ()> {
-        Box::pin(Snapshotter::remove(self, key))
-    }
-    fn walk<'a>(&'a self) -> BoxFut<'a, Vec<Info>> {
-        Box::pin(Snapshotter::walk(self, &[]))
-    }
-    fn cleanup(&self) -> BoxFut<'_, ()> {
-        Box::pin(Snapshotter::cleanup(self))
-    }
-}
 
 /// The record of one snapshot in one namespace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,12 +87,12 @@ pub struct NamespacedSnapshotter {
     ns: String,
     snapshotter: String,
     lease: Option<String>,
-    backend: Arc<dyn DynSnapshotter>,
+    backend: Arc<dyn Snapshotter>,
 }
 
 impl Metadata {
     /// Make the backend `backend` available under `name` (e.g. `overlayfs`, `native`).
-    pub fn register_snapshotter(&self, name: &str, backend: Arc<dyn DynSnapshotter>) {
+    pub fn register_snapshotter(&self, name: &str, backend: Arc<dyn Snapshotter>) {
         self.inner
             .snapshotters
             .write()
@@ -218,7 +140,7 @@ impl Metadata {
     /// let each backend reclaim its disk space. Runs with the snapshot lock held exclusively.
     pub async fn sweep_snapshotters(&self) -> berth_core::Result<usize> {
         let _exclusive = self.inner.snapshot_lock.write().await;
-        let backends: Vec<(String, Arc<dyn DynSnapshotter>)> = self
+        let backends: Vec<(String, Arc<dyn Snapshotter>)> = self
             .inner
             .snapshotters
             .read()
@@ -230,7 +152,7 @@ impl Metadata {
         for (name, backend) in backends {
             let named = self.backend_keys(&name)?;
             let mut orphans: Vec<Info> = backend
-                .walk()
+                .walk(&[])
                 .await?
                 .into_iter()
                 .filter(|i| !named.contains(&i.name))
@@ -418,6 +340,7 @@ impl NamespacedSnapshotter {
     }
 }
 
+#[async_trait::async_trait]
 impl Snapshotter for NamespacedSnapshotter {
     async fn stat(&self, key: &str) -> berth_core::Result<Info> {
         Ok(self.record(key)?.info(key))

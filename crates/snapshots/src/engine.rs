@@ -31,7 +31,7 @@ use crate::fsutil::disk_usage;
 use crate::metastore::{MetaStore, Snapshot};
 
 /// The backend-specific part of a snapshotter.
-pub(crate) trait Layout: Send + Sync + 'static {
+pub trait Layout: Send + Sync + std::fmt::Debug + 'static {
     /// Fill the new snapshot directory `dir` (to become `snapshots/<id>`) for a snapshot of
     /// `kind` on the parents `parent_ids` (nearest first).
     fn populate(&self, paths: &Paths, kind: Kind, dir: &Path, parent_ids: &[u64]) -> Result<()>;
@@ -41,7 +41,7 @@ pub(crate) trait Layout: Send + Sync + 'static {
 
 /// Where things are under a snapshotter's root.
 #[derive(Debug, Clone)]
-pub(crate) struct Paths {
+pub struct Paths {
     root: PathBuf,
 }
 
@@ -74,7 +74,7 @@ impl Paths {
 
 /// A snapshotter: the shared engine over a backend's [`Layout`].
 #[derive(Debug)]
-pub(crate) struct Engine<L> {
+pub struct Engine<L> {
     pub paths: Paths,
     ms: MetaStore,
     ops: RwLock<()>,

@@ -10,7 +10,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
 
 use berth_core::snapshots::{Kind, Mount};
 
@@ -18,27 +17,19 @@ use crate::engine::{Engine, Layout, Paths};
 use crate::error::{Result, SnapshotError};
 use crate::fsutil::copy_dir;
 use crate::metastore::Snapshot;
+use crate::NativeSnapshotter;
 
-/// The native, copying snapshotter (see the module docs). Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct NativeSnapshotter {
-    pub(crate) inner: Arc<Engine<NativeLayout>>,
-}
-
+/// The directory layout and mounts of the native, copying snapshotter (see the module docs).
 #[derive(Debug)]
-pub(crate) struct NativeLayout;
+pub struct NativeLayout;
 
 impl NativeSnapshotter {
     /// Open (creating if needed) the snapshotter rooted at `root`.
     pub fn open(root: impl AsRef<Path>) -> Result<NativeSnapshotter> {
-        Ok(NativeSnapshotter {
-            inner: Arc::new(Engine::open(root.as_ref(), NativeLayout)?),
-        })
-    }
-
-    /// The snapshotter's root directory.
-    pub fn root(&self) -> &Path {
-        self.inner.paths.root()
+        Ok(NativeSnapshotter::new(Engine::open(
+            root.as_ref(),
+            NativeLayout,
+        )?))
     }
 }
 

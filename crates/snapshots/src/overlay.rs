@@ -19,22 +19,17 @@
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use berth_core::snapshots::{Kind, Mount};
 
 use crate::engine::{Engine, Layout, Paths};
 use crate::error::{Result, SnapshotError};
 use crate::metastore::Snapshot;
+use crate::OverlaySnapshotter;
 
-/// The overlayfs snapshotter (see the module docs). Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct OverlaySnapshotter {
-    pub(crate) inner: Arc<Engine<OverlayLayout>>,
-}
-
+/// The directory layout and mounts of the overlayfs snapshotter (see the module docs).
 #[derive(Debug)]
-pub(crate) struct OverlayLayout {
+pub struct OverlayLayout {
     /// Options added to every overlay mount (`index=off` where the kernel has it).
     options: Vec<String>,
 }
@@ -54,14 +49,10 @@ impl OverlaySnapshotter {
         if Path::new("/sys/module/overlay/parameters/index").exists() {
             options.push("index=off".to_string());
         }
-        Ok(OverlaySnapshotter {
-            inner: Arc::new(Engine::open(root, OverlayLayout { options })?),
-        })
-    }
-
-    /// The snapshotter's root directory.
-    pub fn root(&self) -> &Path {
-        self.inner.paths.root()
+        Ok(OverlaySnapshotter::new(Engine::open(
+            root,
+            OverlayLayout { options },
+        )?))
     }
 }
 

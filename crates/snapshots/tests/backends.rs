@@ -4,13 +4,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use berth_core::snapshots::Mount;
 use berth_core::ErrorKind;
-use berth_snapshots::{
-    overlay_supported, BlockingSnapshotter, NativeSnapshotter, OverlaySnapshotter,
-    SharedSnapshotter,
-};
+use berth_snapshots::{overlay_supported, NativeSnapshotter, OverlaySnapshotter, Snapshotter};
 
 fn none() -> BTreeMap<String, String> {
     BTreeMap::new()
@@ -40,39 +38,39 @@ fn index_off() -> Vec<String> {
     }
 }
 
-fn commit_empty(s: &impl BlockingSnapshotter, name: &str, parent: Option<&str>) {
+async fn commit_empty(s: &impl Snapshotter, name: &str, parent: Option<&str>) {
     let key = format!("{name}-active");
-    s.prepare(&key, parent, none()).unwrap();
-    s.commit(name, &key, none()).unwrap();
+    s.prepare(&key, parent, none()).await.unwrap();
+    s.commit(name, &key, none()).await.unwrap();
 }
 
-#[test]
-fn overlay_mounts_have_containerds_shape() {
+#[tokio::test]
+async fn overlay_mounts_have_containerds_shape() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("overlayfs");
     let s = OverlaySnapshotter::open(&root).unwrap();
     assert!(root.join("metadata.db").is_file());
 
     // Ids in order: l1=1, l2=2, then the snapshots below.
-    commit_empty(&s, "l1", None);
-    commit_empty(&s, "l2", Some("l1"));
+    commit_empty(&s, "l1", None).await;
+    commit_empty(&s, "l2", Some("l1")).await;
     assert_eq!(
-        s.prepare("a0", None, none()).unwrap(),
+        s.prepare("a0", None, none()).await.unwrap(),
         bind(fs_of(&root, 3), false)
     );
     assert_eq!(
-        s.view("v0", None, none()).unwrap(),
+        s.view("v0", None, none()).await.unwrap(),
         bind(fs_of(&root, 4), true)
     );
     assert_eq!(
-        s.view("v1", Some("l1"), none()).unwrap(),
+        s.view("v1", Some("l1"), none()).await.unwrap(),
         bind(fs_of(&root, 1), true)
     );
 
     let mut lower_only = index_off();
     lower_only.push(format!("lowerdir={}:{}", fs_of(&root, 2), fs_of(&root, 1)));
     assert_eq!(
-        s.view("v2", Some("l2"), none()).unwrap(),
+        s.view("v2", Some("l2"), none()).await.unwrap(),
         vec![Mount::new("overlay", "overlay", lower_only)]
     );
 
@@ -84,7 +82,7 @@ fn overlay_mounts_have_containerds_shape() {
     rw.push(format!("upperdir={}", fs_of(&root, 7)));
     rw.push(format!("lowerdir={}", fs_of(&root, 1)));
     assert_eq!(
-        s.prepare("a1", Some("l1"), none()).unwrap(),
+        s.prepare("a1", Some("l1"), none()).await.unwrap(),
         vec![Mount::new("overlay", "overlay", rw)]
     );
     assert!(
@@ -94,56 +92,56 @@ fn overlay_mounts_have_containerds_shape() {
     assert!(!root.join("snapshots/6/work").exists(), "views do not");
 }
 
-#[test]
-fn native_mounts_are_binds() {
+#[tokio::test]
+async fn native_mounts_are_binds() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("native");
     let s = NativeSnapshotter::open(&root).unwrap();
-    commit_empty(&s, "l1", None);
-    commit_empty(&s, "l2", Some("l1"));
+    commit_empty(&s, "l1", None).await;
+    commit_empty(&s, "l2", Some("l1")).await;
     assert_eq!(
-        s.prepare("a", Some("l2"), none()).unwrap(),
+        s.prepare("a", Some("l2"), none()).await.unwrap(),
         bind(fs_of(&root, 3), false)
     );
     // A view binds the parent's own tree, read-only: nothing is copied.
     assert_eq!(
-        s.view("v", Some("l2"), none()).unwrap(),
+        s.view("v", Some("l2"), none()).await.unwrap(),
         bind(fs_of(&root, 2), true)
     );
     assert_eq!(
-        s.view("v0", None, none()).unwrap(),
+        s.view("v0", None, none()).await.unwrap(),
         bind(fs_of(&root, 5), true)
     );
 }
 
-#[test]
-fn native_prepare_copies_the_parent_tree() {
+#[tokio::test]
+async fn native_prepare_copies_the_parent_tree() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("native");
     let s = NativeSnapshotter::open(&root).unwrap();
-    s.prepare("k", None, none()).unwrap();
+    s.prepare("k", None, none()).await.unwrap();
     // Write straight into the snapshot's tree (no mount needed for this backend).
     fs::create_dir(root.join("snapshots/1/fs/etc")).unwrap();
     fs::write(root.join("snapshots/1/fs/etc/hostname"), "berth").unwrap();
-    s.commit("base", "k", none()).unwrap();
-    s.prepare("child", Some("base"), none()).unwrap();
+    s.commit("base", "k", none()).await.unwrap();
+    s.prepare("child", Some("base"), none()).await.unwrap();
     assert_eq!(
         fs::read_to_string(root.join("snapshots/2/fs/etc/hostname")).unwrap(),
         "berth"
     );
-    let usage = s.usage("child").unwrap();
+    let usage = s.usage("child").await.unwrap();
     assert!(usage.inodes >= 3, "root, etc, hostname: {usage:?}");
 }
 
-#[test]
-fn cleanup_removes_only_unreferenced_directories() {
+#[tokio::test]
+async fn cleanup_removes_only_unreferenced_directories() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("overlayfs");
     let s = OverlaySnapshotter::open(&root).unwrap();
-    commit_empty(&s, "l1", None);
-    s.prepare("a", Some("l1"), none()).unwrap();
-    commit_empty(&s, "gone", None);
-    s.remove("gone").unwrap();
+    commit_empty(&s, "l1", None).await;
+    s.prepare("a", Some("l1"), none()).await.unwrap();
+    commit_empty(&s, "gone", None).await;
+    s.remove("gone").await.unwrap();
     assert!(
         !root.join("snapshots/3").exists(),
         "remove takes the directory"
@@ -157,7 +155,7 @@ fn cleanup_removes_only_unreferenced_directories() {
         fs::create_dir_all(root.join(junk)).unwrap();
         fs::write(root.join(junk).join("file"), "x").unwrap();
     }
-    s.cleanup().unwrap();
+    s.cleanup().await.unwrap();
     let mut left: Vec<String> = fs::read_dir(root.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -166,8 +164,8 @@ fn cleanup_removes_only_unreferenced_directories() {
     assert_eq!(left, ["1", "2"]);
 }
 
-#[test]
-fn a_directory_left_at_the_next_id_is_replaced() {
+#[tokio::test]
+async fn a_directory_left_at_the_next_id_is_replaced() {
     // A crash between moving a new snapshot's directory into place and recording it leaves
     // `snapshots/<id>` unrecorded; the id is given again by the next prepare.
     let dir = tempfile::tempdir().unwrap();
@@ -176,29 +174,29 @@ fn a_directory_left_at_the_next_id_is_replaced() {
     fs::create_dir_all(root.join("snapshots/1/fs")).unwrap();
     fs::write(root.join("snapshots/1/fs/stale"), "x").unwrap();
     assert_eq!(
-        s.prepare("k", None, none()).unwrap(),
+        s.prepare("k", None, none()).await.unwrap(),
         bind(fs_of(&root, 1), false)
     );
     assert!(!root.join("snapshots/1/fs/stale").exists());
 }
 
-#[test]
-fn state_survives_reopening() {
+#[tokio::test]
+async fn state_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("overlayfs");
     {
         let s = OverlaySnapshotter::open(&root).unwrap();
-        commit_empty(&s, "l1", None);
-        s.prepare("a", Some("l1"), none()).unwrap();
+        commit_empty(&s, "l1", None).await;
+        s.prepare("a", Some("l1"), none()).await.unwrap();
     }
     let s = OverlaySnapshotter::open(&root).unwrap();
-    assert_eq!(s.stat("a").unwrap().parent.as_deref(), Some("l1"));
-    assert_eq!(s.walk(&[]).unwrap().len(), 2);
-    let e = s.remove("l1").unwrap_err();
+    assert_eq!(s.stat("a").await.unwrap().parent.as_deref(), Some("l1"));
+    assert_eq!(s.walk(&[]).await.unwrap().len(), 2);
+    let e = s.remove("l1").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
     // New ids continue after the old ones.
     assert_eq!(
-        s.prepare("b", None, none()).unwrap(),
+        s.prepare("b", None, none()).await.unwrap(),
         bind(fs_of(&root, 3), false)
     );
 }
@@ -212,32 +210,31 @@ fn one_root_is_one_snapshotter() {
 }
 
 #[tokio::test]
-async fn shared_snapshotter_dispatches_at_run_time() {
-    use berth_core::snapshots::Snapshotter;
+async fn backends_are_chosen_at_run_time() {
     let dir = tempfile::tempdir().unwrap();
-    let backends = [
-        SharedSnapshotter::new(OverlaySnapshotter::open(dir.path().join("o")).unwrap()),
-        SharedSnapshotter::new(NativeSnapshotter::open(dir.path().join("n")).unwrap()),
+    let backends: [Arc<dyn Snapshotter>; 2] = [
+        Arc::new(OverlaySnapshotter::open(dir.path().join("o")).unwrap()),
+        Arc::new(NativeSnapshotter::open(dir.path().join("n")).unwrap()),
     ];
     for s in &backends {
-        Snapshotter::prepare(s, "k", None, none()).await.unwrap();
-        Snapshotter::commit(s, "c", "k", none()).await.unwrap();
-        assert_eq!(s.blocking().walk(&[]).unwrap().len(), 1);
+        s.prepare("k", None, none()).await.unwrap();
+        s.commit("c", "k", none()).await.unwrap();
+        assert_eq!(s.walk(&[]).await.unwrap().len(), 1);
     }
 }
 
-#[test]
-fn overlay_mounts_past_a_page_of_options() {
+#[tokio::test]
+async fn overlay_mounts_past_a_page_of_options() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("io.containerd.snapshotter.v1.overlayfs");
     let s = OverlaySnapshotter::open(&root).unwrap();
     let mut parent: Option<String> = None;
     for i in 0..130 {
         let name = format!("layer-{i}");
-        commit_empty(&s, &name, parent.as_deref());
+        commit_empty(&s, &name, parent.as_deref()).await;
         parent = Some(name);
     }
-    let mounts = s.prepare("top", parent.as_deref(), none()).unwrap();
+    let mounts = s.prepare("top", parent.as_deref(), none()).await.unwrap();
     let data: usize = mounts[0].options.iter().map(|o| o.len() + 1).sum();
     assert!(
         data > 4096,
@@ -297,11 +294,11 @@ fn overlay_is_refused_where_it_cannot_work() {
     }
 }
 
-#[test]
-fn an_empty_parent_is_no_parent() {
+#[tokio::test]
+async fn an_empty_parent_is_no_parent() {
     // containerd's wire format: parent "" means none.
     let dir = tempfile::tempdir().unwrap();
     let s = NativeSnapshotter::open(dir.path()).unwrap();
-    s.prepare("k", Some(""), none()).unwrap();
-    assert_eq!(s.stat("k").unwrap().parent, None);
+    s.prepare("k", Some(""), none()).await.unwrap();
+    assert_eq!(s.stat("k").await.unwrap().parent, None);
 }

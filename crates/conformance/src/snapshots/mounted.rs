@@ -52,7 +52,12 @@ fn mounted<R>(mounts: &[Mount], f: impl FnOnce(&Path) -> R) -> R {
 }
 
 /// Prepare `<name>-active` on `parent`, run `f` on its mounted root, commit it as `name`.
-async fn layer<S: Snapshotter>(s: &S, name: &str, parent: Option<&str>, f: impl FnOnce(&Path)) {
+async fn layer<S: Snapshotter + ?Sized>(
+    s: &S,
+    name: &str,
+    parent: Option<&str>,
+    f: impl FnOnce(&Path),
+) {
     let key = format!("{name}-active");
     let mounts = s.prepare(&key, parent, no_labels()).await.unwrap();
     mounted(&mounts, f);
@@ -60,7 +65,7 @@ async fn layer<S: Snapshotter>(s: &S, name: &str, parent: Option<&str>, f: impl 
 }
 
 /// Run `f` on a mounted view of `parent`; the view is removed afterwards.
-async fn look<S: Snapshotter, R>(s: &S, parent: &str, f: impl FnOnce(&Path) -> R) -> R {
+async fn look<S: Snapshotter + ?Sized, R>(s: &S, parent: &str, f: impl FnOnce(&Path) -> R) -> R {
     static N: AtomicU64 = AtomicU64::new(0);
     let key = format!("look-{}", N.fetch_add(1, Ordering::Relaxed));
     let mounts = s.view(&key, Some(parent), no_labels()).await.unwrap();
@@ -85,7 +90,7 @@ fn exists(root: &Path, rel: &str) -> bool {
     fs::symlink_metadata(root.join(rel)).is_ok()
 }
 
-pub async fn files_flow_down_the_chain<S: Snapshotter>(s: &S) {
+pub async fn files_flow_down_the_chain<S: Snapshotter + ?Sized>(s: &S) {
     if skip("files_flow_down_the_chain") {
         return;
     }
@@ -113,7 +118,7 @@ pub async fn files_flow_down_the_chain<S: Snapshotter>(s: &S) {
     .await;
 }
 
-pub async fn deletions_in_a_layer_hide_parent_files<S: Snapshotter>(s: &S) {
+pub async fn deletions_in_a_layer_hide_parent_files<S: Snapshotter + ?Sized>(s: &S) {
     if skip("deletions_in_a_layer_hide_parent_files") {
         return;
     }
@@ -148,7 +153,7 @@ pub async fn deletions_in_a_layer_hide_parent_files<S: Snapshotter>(s: &S) {
     look(s, "l1", |r| assert_eq!(read(r, "dir/x"), "dir/x")).await;
 }
 
-pub async fn active_snapshots_are_isolated<S: Snapshotter>(s: &S) {
+pub async fn active_snapshots_are_isolated<S: Snapshotter + ?Sized>(s: &S) {
     if skip("active_snapshots_are_isolated") {
         return;
     }
@@ -169,7 +174,7 @@ pub async fn active_snapshots_are_isolated<S: Snapshotter>(s: &S) {
     look(s, "base", |r| assert_eq!(read(r, "f"), "base")).await;
 }
 
-pub async fn views_refuse_writes<S: Snapshotter>(s: &S) {
+pub async fn views_refuse_writes<S: Snapshotter + ?Sized>(s: &S) {
     if skip("views_refuse_writes") {
         return;
     }
@@ -191,7 +196,7 @@ pub async fn views_refuse_writes<S: Snapshotter>(s: &S) {
     }
 }
 
-pub async fn usage_measures_written_data<S: Snapshotter>(s: &S) {
+pub async fn usage_measures_written_data<S: Snapshotter + ?Sized>(s: &S) {
     if skip("usage_measures_written_data") {
         return;
     }
@@ -221,7 +226,7 @@ pub async fn usage_measures_written_data<S: Snapshotter>(s: &S) {
 /// Enough layers that the overlay's `lowerdir=` exceeds the kernel's page of mount data.
 pub const DEEP_CHAIN: usize = 130;
 
-pub async fn deep_chains_mount<S: Snapshotter>(s: &S) {
+pub async fn deep_chains_mount<S: Snapshotter + ?Sized>(s: &S) {
     if skip("deep_chains_mount") {
         return;
     }
@@ -250,7 +255,7 @@ pub async fn deep_chains_mount<S: Snapshotter>(s: &S) {
     look(s, &last, check).await;
 }
 
-pub async fn file_metadata_survives_layers<S: Snapshotter>(s: &S) {
+pub async fn file_metadata_survives_layers<S: Snapshotter + ?Sized>(s: &S) {
     if skip("file_metadata_survives_layers") {
         return;
     }
@@ -323,7 +328,7 @@ pub async fn file_metadata_survives_layers<S: Snapshotter>(s: &S) {
     });
 }
 
-pub async fn cleanup_keeps_data<S: Snapshotter>(s: &S) {
+pub async fn cleanup_keeps_data<S: Snapshotter + ?Sized>(s: &S) {
     if skip("cleanup_keeps_data") {
         return;
     }
@@ -342,7 +347,7 @@ pub async fn cleanup_keeps_data<S: Snapshotter>(s: &S) {
     look(s, "l2", |r| assert!(!exists(r, "h"))).await;
 }
 
-pub async fn removed_snapshots_take_their_files<S: Snapshotter>(s: &S) {
+pub async fn removed_snapshots_take_their_files<S: Snapshotter + ?Sized>(s: &S) {
     if skip("removed_snapshots_take_their_files") {
         return;
     }

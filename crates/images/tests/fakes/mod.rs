@@ -279,6 +279,7 @@ impl FakeSnapshotter {
     }
 }
 
+#[async_trait::async_trait]
 impl Snapshotter for FakeSnapshotter {
     async fn stat(&self, key: &str) -> Result<SnapInfo> {
         let snaps = self.state.snaps.lock().unwrap();
