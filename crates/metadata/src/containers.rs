@@ -36,10 +36,8 @@ impl AnyRecord {
     }
 
     fn into_any(self, key: &str) -> Result<Any> {
-        let value = hex::decode(&self.value).map_err(|e| MetadataError::Corrupt {
-            key: key.to_string(),
-            reason: format!("any value: {e}"),
-        })?;
+        let value = hex::decode(&self.value)
+            .map_err(|e| berth_redb::StoreError::corrupt(key, format!("any value: {e}")))?;
         Ok(Any {
             type_url: self.type_url,
             value,

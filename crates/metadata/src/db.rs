@@ -1,16 +1,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
 
 use berth_content::LocalStore;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::error::{MetadataError, Result};
+use crate::error::Result;
 use crate::gc::GcStats;
 
-pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 pub(crate) const CONTENT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("content");
 pub(crate) const LEASES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("leases");
@@ -75,29 +73,11 @@ pub(crate) struct LeaseRecord {
     pub labels: BTreeMap<String, String>,
 }
 
-pub(crate) fn now_nanos() -> i64 {
-    to_nanos(SystemTime::now())
-}
+pub(crate) use berth_redb::{encode, from_nanos, now_nanos, to_nanos, META};
 
-pub(crate) fn to_nanos(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn from_nanos(n: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)
-}
-
-pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("metadata record serializes")
-}
-
+/// The record stored under `key` (see [`berth_redb::decode`]).
 pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| MetadataError::Corrupt {
-        key: key.to_string(),
-        reason: e.to_string(),
-    })
+    Ok(berth_redb::decode(key, bytes)?)
 }
 
 impl Metadata {
@@ -109,26 +89,9 @@ impl Metadata {
                 berth_core::Error::from(e).context(format!("create {}", parent.display()))
             })?;
         }
-        let db = Database::create(db_path)?;
-        let txn = db.begin_write()?;
-        let uuid;
-        {
+        let mut uuid = String::new();
+        let db = berth_redb::open(db_path, SCHEMA_VERSION, |txn, _| -> Result<()> {
             let mut meta = txn.open_table(META)?;
-            let version = meta
-                .get("schema_version")?
-                .map(|v| u32::from_le_bytes(v.value().try_into().unwrap_or([0; 4])));
-            match version {
-                Some(found) if found > SCHEMA_VERSION => {
-                    return Err(MetadataError::SchemaTooNew {
-                        found,
-                        supported: SCHEMA_VERSION,
-                    })
-                }
-                Some(_) => {}
-                None => {
-                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
-                }
-            }
             let existing = meta
                 .get("uuid")?
                 .map(|v| String::from_utf8_lossy(v.value()).into_owned());
@@ -147,8 +110,8 @@ impl Metadata {
             txn.open_table(IMAGES)?;
             txn.open_table(SNAPSHOTS)?;
             txn.open_table(CONTAINERS)?;
-        }
-        txn.commit()?;
+            Ok(())
+        })?;
         Ok(Metadata {
             inner: Arc::new(Inner {
                 db,

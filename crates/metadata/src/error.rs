@@ -29,12 +29,8 @@ pub enum MetadataError {
     SnapshotNotFound(String),
     #[error("snapshot {0:?}: already exists")]
     SnapshotExists(String),
-    #[error("metadata schema version {found} is newer than this berthd supports ({supported})")]
-    SchemaTooNew { found: u32, supported: u32 },
-    #[error("metadata record {key}: {reason}")]
-    Corrupt { key: String, reason: String },
-    #[error("metadata database: {0}")]
-    Db(Box<redb::Error>),
+    #[error("metadata {0}")]
+    Store(#[from] berth_redb::StoreError),
     #[error(transparent)]
     Content(#[from] berth_content::ContentError),
     #[error(transparent)]
@@ -58,9 +54,7 @@ impl MetadataError {
             | MetadataError::ContainerExists(_)
             | MetadataError::SnapshotExists(_) => ErrorKind::AlreadyExists,
             MetadataError::NamespaceNotEmpty { .. } => ErrorKind::FailedPrecondition,
-            MetadataError::SchemaTooNew { .. }
-            | MetadataError::Corrupt { .. }
-            | MetadataError::Db(_) => ErrorKind::Internal,
+            MetadataError::Store(e) => e.kind(),
             MetadataError::Content(e) => e.kind(),
             MetadataError::Core(e) => e.kind(),
         }
@@ -76,22 +70,6 @@ impl From<MetadataError> for berth_core::Error {
     }
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for MetadataError {
-            fn from(e: $t) -> Self {
-                MetadataError::Db(Box::new(e.into()))
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+berth_redb::from_redb!(MetadataError);
 
 pub(crate) type Result<T, E = MetadataError> = std::result::Result<T, E>;

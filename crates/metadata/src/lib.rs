@@ -10,6 +10,7 @@
 //! | table             | key                               | value                                   |
 //! |-------------------|-----------------------------------|-----------------------------------------|
 //! | `meta`            | `"schema_version"`, `"uuid"`      | u32 (LE) / the server's UUID string     |
+//! | `meta`            | `"snapshot_sequence"`             | u64 (LE): the last backend-key sequence given |
 //! | `namespaces`      | name                              | JSON `{labels}`                          |
 //! | `content`         | (namespace, digest)               | JSON `{size, created_at, updated_at, labels}` |
 //! | `leases`          | (namespace, lease id)             | JSON `{created_at, labels}`              |

@@ -211,16 +211,7 @@ impl NamespacedSnapshotter {
 
     fn next_backend_key(&self, key: &str) -> Result<String> {
         let txn = self.meta.inner.db.begin_write()?;
-        let seq = {
-            let mut meta = txn.open_table(META)?;
-            let seq = meta
-                .get("snapshot_sequence")?
-                .map(|v| u64::from_le_bytes(v.value().try_into().unwrap_or([0; 8])))
-                .unwrap_or(0)
-                + 1;
-            meta.insert("snapshot_sequence", seq.to_le_bytes().as_slice())?;
-            seq
-        };
+        let seq = berth_redb::next_in_sequence(&mut txn.open_table(META)?, "snapshot_sequence")?;
         txn.commit()?;
         Ok(format!("{}/{seq}/{key}", self.ns))
     }

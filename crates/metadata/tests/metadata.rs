@@ -480,3 +480,38 @@ async fn gc_keeps_what_an_image_references_until_it_is_deleted() {
     ImageStore::delete(&m, "ns", "img", true).await.unwrap();
     assert!(m.blobs().walk().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_corrupt_snapshot_sequence_is_data_loss() {
+    use berth_core::snapshots::Snapshotter;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = berth_snapshots::NativeSnapshotter::open(dir.path().join("native")).unwrap();
+    {
+        let m = open(&dir);
+        m.register_snapshotter("native", std::sync::Arc::new(backend.clone()));
+        let sn = m.snapshotter("default", "native", None).unwrap();
+        sn.prepare("first", None, BTreeMap::new()).await.unwrap();
+    }
+    // Three bytes where a u64 belongs: a sequence that cannot be read must not restart at 0
+    // (it would hand out backend keys already used).
+    {
+        let db = redb::Database::create(dir.path().join("meta.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
+                .unwrap();
+            meta.insert("snapshot_sequence", b"bad".as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let m = open(&dir);
+    m.register_snapshotter("native", std::sync::Arc::new(backend));
+    let sn = m.snapshotter("default", "native", None).unwrap();
+    let e = sn
+        .prepare("second", None, BTreeMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DataLoss, "{e}");
+    assert!(e.to_string().contains("snapshot_sequence"), "{e}");
+}

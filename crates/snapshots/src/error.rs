@@ -29,14 +29,8 @@ pub enum SnapshotError {
     ParentChanged(String),
     #[error("overlayfs is not supported on {root}: {reason}")]
     OverlayUnsupported { root: String, reason: String },
-    #[error(
-        "snapshot metadata schema version {found} is newer than this berth supports ({supported})"
-    )]
-    SchemaTooNew { found: u32, supported: u32 },
-    #[error("snapshot metadata record {key}: {reason}")]
-    Corrupt { key: String, reason: String },
-    #[error("snapshot metadata database: {0}")]
-    Db(Box<redb::Error>),
+    #[error("snapshot metadata {0}")]
+    Store(#[from] berth_redb::StoreError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -68,9 +62,7 @@ impl SnapshotError {
             | SnapshotError::NotActiveOrView(_) => ErrorKind::FailedPrecondition,
             SnapshotError::ParentChanged(_) => ErrorKind::Aborted,
             SnapshotError::OverlayUnsupported { .. } => ErrorKind::NotImplemented,
-            SnapshotError::SchemaTooNew { .. }
-            | SnapshotError::Corrupt { .. }
-            | SnapshotError::Db(_) => ErrorKind::Internal,
+            SnapshotError::Store(e) => e.kind(),
             SnapshotError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
                 _ => ErrorKind::Internal,
@@ -89,22 +81,6 @@ impl From<SnapshotError> for berth_core::Error {
     }
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for SnapshotError {
-            fn from(e: $t) -> Self {
-                SnapshotError::Db(Box::new(e.into()))
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+berth_redb::from_redb!(SnapshotError);
 
 pub(crate) type Result<T, E = SnapshotError> = std::result::Result<T, E>;

@@ -22,16 +22,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use berth_core::filters::Filter;
 use berth_core::snapshots::{Info, Kind, Usage};
+use berth_redb::{encode, from_nanos, now_nanos, StoreError, META};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SnapshotError};
 
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The counter of snapshot ids in [`META`].
+const NEXT_ID: &str = "next_id";
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 const CHILDREN: TableDefinition<(u64, u64), ()> = TableDefinition::new("children");
 
@@ -57,10 +58,9 @@ struct Record {
 
 impl Record {
     fn kind(&self, key: &str) -> Result<Kind> {
-        self.kind.parse().map_err(|_| SnapshotError::Corrupt {
-            key: key.to_string(),
-            reason: format!("unknown kind {:?}", self.kind),
-        })
+        self.kind
+            .parse()
+            .map_err(|_| StoreError::corrupt(key, format!("unknown kind {:?}", self.kind)).into())
     }
 
     fn info(&self, key: &str) -> Result<Info> {
@@ -90,26 +90,8 @@ pub struct MetaStore {
     db: Database,
 }
 
-fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-fn from_nanos(n: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)
-}
-
 fn decode(key: &str, bytes: &[u8]) -> Result<Record> {
-    serde_json::from_slice(bytes).map_err(|e| SnapshotError::Corrupt {
-        key: key.to_string(),
-        reason: e.to_string(),
-    })
-}
-
-fn encode(r: &Record) -> Vec<u8> {
-    serde_json::to_vec(r).expect("snapshot record serializes")
+    Ok(berth_redb::decode(key, bytes)?)
 }
 
 fn get<T: ReadableTable<&'static str, &'static [u8]>>(t: &T, key: &str) -> Result<Option<Record>> {
@@ -126,10 +108,7 @@ fn chain<T: ReadableTable<&'static str, &'static [u8]>>(t: &T, parent: &str) -> 
     while let Some(name) = next {
         let r = get(t, &name)?.ok_or_else(|| SnapshotError::ParentNotFound(name.clone()))?;
         if ids.contains(&r.id) {
-            return Err(SnapshotError::Corrupt {
-                key: name,
-                reason: "parent chain loops".into(),
-            });
+            return Err(StoreError::corrupt(&name, "parent chain loops").into());
         }
         ids.push(r.id);
         next = r.parent;
@@ -151,30 +130,19 @@ fn validate_key(key: &str) -> Result<()> {
 impl MetaStore {
     /// Open (creating if needed) the metastore at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<MetaStore> {
-        let db = Database::create(path.as_ref())?;
-        let txn = db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let version = meta
-                .get("schema_version")?
-                .map(|v| u32::from_le_bytes(v.value().try_into().unwrap_or([0; 4])));
-            match version {
-                Some(found) if found > SCHEMA_VERSION => {
-                    return Err(SnapshotError::SchemaTooNew {
-                        found,
-                        supported: SCHEMA_VERSION,
-                    })
+        let db = berth_redb::open(
+            path.as_ref(),
+            SCHEMA_VERSION,
+            |txn, created| -> Result<()> {
+                if created {
+                    txn.open_table(META)?
+                        .insert(NEXT_ID, 1u64.to_le_bytes().as_slice())?;
                 }
-                Some(_) => {}
-                None => {
-                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
-                    meta.insert("next_id", 1u64.to_le_bytes().as_slice())?;
-                }
-            }
-            txn.open_table(SNAPSHOTS)?;
-            txn.open_table(CHILDREN)?;
-        }
-        txn.commit()?;
+                txn.open_table(SNAPSHOTS)?;
+                txn.open_table(CHILDREN)?;
+                Ok(())
+            },
+        )?;
         Ok(MetaStore { db })
     }
 
@@ -262,13 +230,9 @@ impl MetaStore {
         let (snapshot, info) = {
             let mut t = txn.open_table(SNAPSHOTS)?;
             let parent_ids = Self::check_create_in(&t, key, parent)?;
-            let mut meta = txn.open_table(META)?;
-            let id = meta
-                .get("next_id")?
-                .map(|v| u64::from_le_bytes(v.value().try_into().unwrap_or([0; 8])))
-                .unwrap_or(1)
-                .max(1);
-            meta.insert("next_id", (id + 1).to_le_bytes().as_slice())?;
+            // `next_id` holds the id the next snapshot gets (1 in a new store): the id is the
+            // sequence's new value less one, never 0.
+            let id = berth_redb::next_in_sequence(&mut txn.open_table(META)?, NEXT_ID)? - 1;
             let now = now_nanos();
             let record = Record {
                 id,

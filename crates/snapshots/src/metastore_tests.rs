@@ -277,7 +277,10 @@ fn newer_schema_is_refused() {
     }
     let e = MetaStore::open(&path).unwrap_err();
     assert!(
-        matches!(e, SnapshotError::SchemaTooNew { found: 99, .. }),
+        matches!(
+            e,
+            SnapshotError::Store(berth_redb::StoreError::SchemaTooNew { found: 99, .. })
+        ),
         "{e}"
     );
 }
