@@ -92,7 +92,13 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
         _ => return humantime::parse_rfc3339_weak(s).ok(),
     };
     let (h, m) = offset.split_once(':')?;
-    let secs = h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60;
+    // The offset comes from a client's label: out of Go's ranges (hours up to 24, minutes up
+    // to 59) it is no time at all, and the arithmetic below cannot overflow.
+    let (h, m) = (h.parse::<u64>().ok()?, m.parse::<u64>().ok()?);
+    if h > 24 || m > 59 {
+        return None;
+    }
+    let secs = h * 3600 + m * 60;
     let local = humantime::parse_rfc3339_weak(base).ok()?;
     let off = Duration::from_secs(secs);
     // local = utc + offset  =>  utc = local - offset
@@ -394,5 +400,21 @@ mod tests {
             z + Duration::from_millis(500)
         );
         assert!(parse_rfc3339("tomorrow").is_none());
+    }
+
+    /// Offsets come from clients' labels: a huge hour count is an invalid time (containerd
+    /// ignores an expiry it cannot parse), never an arithmetic overflow.
+    #[test]
+    fn huge_offsets_are_invalid_not_overflows() {
+        let huge = format!("2026-11-23T10:00:00+{}:00", u64::MAX / 3600 + 1);
+        assert_eq!(parse_rfc3339(&huge), None);
+        assert_eq!(
+            parse_rfc3339("2026-11-23T10:00:00-0:99999999999999999999"),
+            None
+        );
+        assert_eq!(parse_rfc3339("2026-11-23T10:00:00+25:00"), None);
+        assert_eq!(parse_rfc3339("2026-11-23T10:00:00+01:60"), None);
+        let expiry = BTreeMap::from([(labels::GC_EXPIRE.to_string(), huge)]);
+        assert!(!label_expired(&expiry, SystemTime::now()));
     }
 }

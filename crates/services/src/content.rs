@@ -144,21 +144,24 @@ impl<S: ContentStore + 'static> Content for ContentService<S> {
         let req = req.into_inner();
         let d = parse_digest(&req.digest)?;
         let info = self.store.info(&ns, &d).await.grpc()?;
-        if req.offset < 0 || req.offset > info.size {
+        // As containerd's content server: a negative offset reads from 0, a size of 0 or less
+        // (or one past the end, however large) reads to the end.
+        let start = req.offset.max(0);
+        if start > info.size {
             return Err(tonic::Status::out_of_range(format!(
                 "read offset {} of content {d} beyond its size {}",
                 req.offset, info.size
             )));
         }
         let end = if req.size > 0 {
-            (req.offset + req.size).min(info.size)
+            start.saturating_add(req.size).min(info.size)
         } else {
             info.size
         };
         let store = self.store.clone();
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            let mut offset = req.offset;
+            let mut offset = start;
             while offset < end {
                 let want = ((end - offset) as usize).min(READ_CHUNK);
                 let msg = match store.read_at(&ns, &d, offset, want).await {
