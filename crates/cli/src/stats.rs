@@ -19,9 +19,9 @@ use crate::output::{self, Table};
 use crate::{Ctx, Format};
 
 /// The type URL of cgroup v1 metrics.
-pub const V1_METRICS: &str = "io.containerd.cgroups.v1.Metrics";
+pub const V1_METRICS: &str = berth_core::type_urls::CGROUPS_V1_METRICS;
 /// The type URL of cgroup v2 metrics.
-pub const V2_METRICS: &str = "io.containerd.cgroups.v2.Metrics";
+pub const V2_METRICS: &str = berth_core::type_urls::CGROUPS_V2_METRICS;
 
 /// A limit this large (or zero) means none (cgroup v1 writes `PAGE_COUNTER_MAX` pages).
 const UNLIMITED: u64 = 1 << 62;

@@ -55,7 +55,7 @@ pub use containerd_client as api;
 /// The gRPC metadata header that carries the namespace (containerd's `namespaces.GRPCHeader`).
 pub const NAMESPACE_HEADER: &str = berth_core::namespaces::GRPC_HEADER;
 /// The gRPC metadata header that carries the lease (containerd's `leases.GRPCHeader`).
-pub const LEASE_HEADER: &str = "containerd-lease";
+pub const LEASE_HEADER: &str = berth_core::leases::GRPC_HEADER;
 
 /// The largest gRPC message the clients of this crate accept (containerd's default is 16 MiB).
 pub(crate) const MAX_MESSAGE_SIZE: usize = 16 << 20;

@@ -12,6 +12,10 @@ use std::time::SystemTime;
 use crate::error::Result;
 use crate::filters::Adaptor;
 
+/// The gRPC metadata header carrying the lease a client works under (containerd's
+/// `leases.WithLease`): what it creates joins that lease.
+pub const GRPC_HEADER: &str = "containerd-lease";
+
 /// A lease in one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {

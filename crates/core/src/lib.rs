@@ -6,6 +6,9 @@
 //! [`identifiers`] (what a valid namespace or lease name is), and the store traits:
 //! [`content::ContentStore`], [`leases::LeaseManager`], [`namespaces::NamespaceStore`],
 //! [`snapshots::Snapshotter`] (with [`mount::Mount`], how a snapshot is assembled, as data).
+//! The containerd wire strings are defined here once: headers ([`namespaces::GRPC_HEADER`],
+//! [`namespaces::TTRPC_HEADER`], [`leases::GRPC_HEADER`]), labels ([`labels`]) and `Any` type
+//! URLs ([`type_urls`]).
 //!
 //! Architecture invariant: this crate knows nothing of gRPC, redb or syscalls. It is pure data
 //! and logic, so it can be tested without a daemon, a database or root.
@@ -22,6 +25,7 @@ pub mod leases;
 pub mod mount;
 pub mod namespaces;
 pub mod snapshots;
+pub mod type_urls;
 
 pub use digest::{Descriptor, Digest, DigestAlgorithm, Digester};
 pub use error::{Error, ErrorKind, Result};

@@ -43,9 +43,9 @@ pub use user::{needs_lookup, GroupEntry, PasswdEntry, ResolvedUser, UserDb};
 use oci_spec::runtime::{Process, Spec};
 
 /// The type URL of a runtime spec in a container record (containerd's, for JSON specs).
-pub const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+pub const SPEC_TYPE_URL: &str = berth_core::type_urls::RUNTIME_SPEC;
 /// The type URL of an exec's process spec.
-pub const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+pub const PROCESS_TYPE_URL: &str = berth_core::type_urls::PROCESS_SPEC;
 
 /// The JSON of `spec`, as a container record carries it.
 pub fn spec_to_json(spec: &Spec) -> Vec<u8> {

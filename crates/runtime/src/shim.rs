@@ -24,7 +24,6 @@ use crate::types::{
 };
 
 /// The ttrpc metadata key of the namespace (containerd's `namespaces.TTRPCHeader`).
-const NAMESPACE_TTRPC_HEADER: &str = "containerd-namespace-ttrpc";
 /// How long connecting to a shim after a restart may take (containerd's shim load timeout).
 pub(crate) const LOAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a state query may take when listing (containerd's task state timeout).
@@ -58,7 +57,10 @@ impl std::fmt::Debug for ShimTask {
 fn ctx(ns: &str, timeout: Option<Duration>) -> ttrpc::context::Context {
     let nanos = timeout.map_or(0, |t| t.as_nanos() as i64);
     let mut c = ttrpc::context::with_timeout(nanos);
-    c.add(NAMESPACE_TTRPC_HEADER.to_string(), ns.to_string());
+    c.add(
+        berth_core::namespaces::TTRPC_HEADER.to_string(),
+        ns.to_string(),
+    );
     c
 }
 

@@ -25,7 +25,7 @@ use crate::request::{lease, namespace};
 use crate::status::{GrpcResult, IntoStatus};
 
 /// The label containerd puts on a compressed layer blob: its diff_id.
-const LABEL_UNCOMPRESSED: &str = "containerd.io/uncompressed";
+const LABEL_UNCOMPRESSED: &str = berth_core::labels::UNCOMPRESSED;
 const COPY_CHUNK: usize = 1 << 20;
 
 /// The Diff service.

@@ -1,10 +1,8 @@
 //! What berth reads from a request's metadata: the namespace and the lease.
 
+use berth_core::leases::GRPC_HEADER as LEASE_HEADER;
 use berth_core::{identifiers, namespaces::GRPC_HEADER};
 use tonic::{Request, Status};
-
-/// The header carrying the lease ID a client works under (containerd's `leases.WithLease`).
-pub const LEASE_HEADER: &str = "containerd-lease";
 
 /// The request's namespace, as containerd's `namespaces.NamespaceRequired`: missing is
 /// `FailedPrecondition`, malformed is `InvalidArgument`.

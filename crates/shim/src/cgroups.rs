@@ -24,9 +24,9 @@ use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use crate::error::{Result, ShimError};
 
 /// Type URL of containerd's cgroup v1 metrics.
-pub const V1_METRICS: &str = "io.containerd.cgroups.v1.Metrics";
+pub const V1_METRICS: &str = berth_core::type_urls::CGROUPS_V1_METRICS;
 /// Type URL of containerd's cgroup v2 metrics.
-pub const V2_METRICS: &str = "io.containerd.cgroups.v2.Metrics";
+pub const V2_METRICS: &str = berth_core::type_urls::CGROUPS_V2_METRICS;
 
 /// Where a process's cgroup is.
 #[derive(Debug, Clone, PartialEq, Eq)]

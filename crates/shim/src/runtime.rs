@@ -29,7 +29,7 @@ use crate::error::{Result, ShimError};
 use crate::reaper::{Exit, Reaper};
 
 /// Type URL of containerd's runc options.
-pub const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
+pub const RUNC_OPTIONS: &str = berth_core::type_urls::RUNC_OPTIONS;
 /// Type URL of containerd's generic runtime options (a config file path).
 pub const RUNTIME_OPTIONS: &str = "runtimeoptions.v1.Options";
 /// Where runtime state lives when the options name no root.
