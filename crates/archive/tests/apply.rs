@@ -1,6 +1,9 @@
 //! The applier on well-formed layers: every entry type, metadata, whiteouts in both modes,
 //! compressions, diff_id verification, limits.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};

@@ -1,5 +1,8 @@
 //! The differ: diff(lower, upper) applied onto a copy of lower reproduces upper.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};

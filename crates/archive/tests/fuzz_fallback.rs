@@ -7,6 +7,9 @@
 //! seed (default fixed, so failures reproduce); `BERTH_FUZZ_WRITE_SEEDS=<dir>` writes the
 //! unmutated generated layers there (how `fuzz/seeds/apply` was made).
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

@@ -3,6 +3,9 @@
 //! The root sits at `<tmp>/x/y/root`, with a victim file beside it, so a `..` escape of one to
 //! three levels, or a symlink to a parent, would land somewhere the tests look.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Write;

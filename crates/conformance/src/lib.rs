@@ -12,6 +12,9 @@
 //! [`snapshotter_suite!`] does the same for [`berth_core::snapshots::Snapshotter`]s; its cases
 //! that write files through mounts need root and print `SKIP: <why>` without it.
 
+// A crate of test cases: its panics are the suites' assertions.
+#![allow(clippy::unwrap_used)]
+
 pub mod content;
 pub mod snapshots;
 

@@ -2,6 +2,9 @@
 //! containerd's name annotations) plus a Docker manifest.json, readable by any tar reader; an
 //! index keeps only the host platform's blobs unless all are asked for.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod fakes;
 
 use std::collections::BTreeMap;

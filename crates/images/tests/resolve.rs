@@ -1,6 +1,9 @@
 //! Resolving images held in an in-memory content store: platform selection in indexes, configs,
 //! chain IDs, and the errors of malformed or unsupported images.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod fakes;
 
 use berth_core::ErrorKind;

@@ -1,6 +1,9 @@
 //! Unpacking into an in-memory snapshotter: chains committed under chain IDs, the config label,
 //! the lease, idempotence, concurrency and failure cleanup.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod fakes;
 
 use std::sync::Arc;

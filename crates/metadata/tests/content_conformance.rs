@@ -1,5 +1,8 @@
 //! The content-store conformance suite against the in-process store (local blobs + redb metadata).
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use berth_content::LocalStore;
 use berth_metadata::Metadata;
 use tempfile::TempDir;

@@ -1,5 +1,8 @@
 //! Namespaces, leases and garbage collection of the metadata layer.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use berth_content::LocalStore;

@@ -1,6 +1,9 @@
 //! The snapshotter conformance suite against the namespaced metadata layer over each backend:
 //! namespacing, backend keys and record keeping must not change any behaviour.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use berth_content::LocalStore;

@@ -1,5 +1,8 @@
 //! Real mounts: these need root (CAP_SYS_ADMIN) and print `SKIP: <why>` otherwise.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::Path;
 

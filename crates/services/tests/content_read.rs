@@ -1,6 +1,9 @@
 //! Content.Read with offsets and sizes from the client: containerd reads to the end of the blob
 //! when the size is 0 or less, or reaches past the end, whatever the sum of offset and size.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use berth_api::content::content_server::Content;

@@ -3,6 +3,9 @@
 //! berth-archive's differ, the second deleting a file of the first). No mounts are needed: the
 //! native snapshotter's mounts are bind mounts, applied to and read from their directories.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! What is particular to each backend: the shape of its mounts, its directories, and recovery
 //! from what a crash leaves behind.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;

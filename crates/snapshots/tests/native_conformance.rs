@@ -1,5 +1,8 @@
 //! The snapshotter conformance suite against the native (copying) backend.
 
+// Test helpers outside #[test] functions: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use berth_snapshots::NativeSnapshotter;
 use tempfile::TempDir;
 
