@@ -27,14 +27,13 @@ pub struct ShimContainerd {
 impl ShimContainerd {
     /// Start containerd with the shim on its `PATH` (also under each name in `aliases`, e.g.
     /// `containerd-shim-runc-v2` to make `io.containerd.runc.v2` this shim), with busybox
-    /// imported. None (reason printed) without containerd.
+    /// imported. None without containerd (the skip recorded, or a failure in `require` mode).
     pub fn start(aliases: &[&str]) -> Option<ShimContainerd> {
-        if Command::new("containerd")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("containerd not installed");
+        if !crate::gate::installed("containerd") {
+            crate::gate::unmet(
+                &crate::gate::current_test(),
+                "containerd not installed (apt-get install containerd)",
+            );
             return None;
         }
         let dir = tempfile::Builder::new()
@@ -190,16 +189,7 @@ pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Poll `f` every 20 ms for up to `timeout`; true once it holds.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Poll `f` for up to `timeout`; true once it holds. The old name of [`crate::poll`].
+pub fn eventually(timeout: Duration, f: impl FnMut() -> bool) -> bool {
+    crate::poll(timeout, f)
 }
