@@ -61,7 +61,10 @@ pub fn skip(test: &str, reason: &str) {
         .open(&path)
         .and_then(|mut f| f.write_all(line.as_bytes()));
     if let Err(e) = written {
-        panic!("record the skip of {test} in {}: {e}", path.to_string_lossy());
+        panic!(
+            "record the skip of {test} in {}: {e}",
+            path.to_string_lossy()
+        );
     }
 }
 
@@ -83,7 +86,9 @@ fn binary_name() -> String {
 /// a check can end with it (`return unmet(test, what)` from a `-> bool` check).
 pub fn unmet(test: &str, what: &str) -> bool {
     if Mode::current() == Mode::Require {
-        panic!("{test}: {what} ({ROOT_TESTS_VAR}=require turns a missing precondition into a failure)");
+        panic!(
+            "{test}: {what} ({ROOT_TESTS_VAR}=require turns a missing precondition into a failure)"
+        );
     }
     skip(test, what);
     false
@@ -96,7 +101,9 @@ pub fn enabled(test: &str) -> bool {
         Mode::Off => {
             skip(
                 test,
-                &format!("root integration test: set {ROOT_TESTS_VAR}=1 or =require (as root) to run it"),
+                &format!(
+                    "root integration test: set {ROOT_TESTS_VAR}=1 or =require (as root) to run it"
+                ),
             );
             false
         }

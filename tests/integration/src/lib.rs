@@ -44,9 +44,11 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 
 /// Wait until something accepts connections on the unix socket `sock`.
 pub fn wait_for_socket(sock: &Path, timeout: Duration) -> Duration {
-    wait_until(timeout, &format!("{} to accept connections", sock.display()), || {
-        std::os::unix::net::UnixStream::connect(sock).is_ok()
-    })
+    wait_until(
+        timeout,
+        &format!("{} to accept connections", sock.display()),
+        || std::os::unix::net::UnixStream::connect(sock).is_ok(),
+    )
 }
 
 /// A berthd running on temp dirs; killed when dropped.
@@ -156,7 +158,9 @@ impl Drop for Berthd {
         if let Some(c) = self.child.as_mut() {
             // Graceful first, so the socket is removed; then make sure.
             let _ = Command::new("kill").arg(c.id().to_string()).status();
-            if poll(Duration::from_secs(5), || matches!(c.try_wait(), Ok(Some(_)))) {
+            if poll(Duration::from_secs(5), || {
+                matches!(c.try_wait(), Ok(Some(_)))
+            }) {
                 return;
             }
             let _ = c.kill();

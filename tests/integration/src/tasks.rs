@@ -148,7 +148,9 @@ impl FollowedLines {
                 let label = format!("berth.test/subscribed={i}");
                 ctr(address, ns, &["namespaces", "label", ns, &label], None);
             }
-            if poll(Duration::from_millis(300), || f.text().contains("/namespaces/")) {
+            if poll(Duration::from_millis(300), || {
+                f.text().contains("/namespaces/")
+            }) {
                 return f;
             }
         }

@@ -422,9 +422,11 @@ fn a_detached_container_through_its_life() {
     ok(berth(&b, ns, &["start", "d1"]), "berth start");
     assert!(ps_line(&b, ns, "d1").contains(" Up "));
     ok(berth(&b, ns, &["kill", "d1"]), "berth kill");
-    wait_until(Duration::from_secs(10), "d1 Exited (137) in berth ps", || {
-        ps_line(&b, ns, "d1").contains("Exited (137)")
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "d1 Exited (137) in berth ps",
+        || ps_line(&b, ns, "d1").contains("Exited (137)"),
+    );
     // logs -f ends when the container has stopped.
     let logs = ok(berth(&b, ns, &["logs", "-f", "d1"]), "logs -f");
     assert_eq!(logs.matches("started\n").count(), 2, "{logs}");
@@ -455,9 +457,7 @@ fn a_detached_container_through_its_life() {
     assert_gone(&b, ns, "d3");
 
     wait_until(Duration::from_secs(5), "the delete event of d3", || {
-        events
-            .text()
-            .contains("/containers/delete {\"id\":\"d3\"}")
+        events.text().contains("/containers/delete {\"id\":\"d3\"}")
     });
     let text = events.text();
     for topic in [

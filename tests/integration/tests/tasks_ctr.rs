@@ -146,9 +146,11 @@ impl Events {
 
     /// Wait (up to 10 s) until `topic` was seen for `id`; all lines so far.
     fn wait_for(&self, topic: &str, id: &str) -> String {
-        wait_until(Duration::from_secs(10), &format!("event {topic} of {id}"), || {
-            topics_for(&self.0.text(), id).iter().any(|t| t == topic)
-        });
+        wait_until(
+            Duration::from_secs(10),
+            &format!("event {topic} of {id}"),
+            || topics_for(&self.0.text(), id).iter().any(|t| t == topic),
+        );
         self.0.text()
     }
 }
@@ -166,13 +168,20 @@ fn topics_for(events: &str, id: &str) -> Vec<String> {
 
 fn run_in_the_foreground_prints_and_exits_with_the_task(rt: Runtime) {
     let ns = &rt.ns("berth-tasks-fg");
-    let Some(b) = setup("run_in_the_foreground_prints_and_exits_with_the_task", ns, &[]) else {
+    let Some(b) = setup(
+        "run_in_the_foreground_prints_and_exits_with_the_task",
+        ns,
+        &[],
+    ) else {
         return;
     };
     let _cleanup = TaskCleanup::new(b.address(), ns);
     let out = b.ctr(ns, &run_args(rt, &["--rm", IMAGE, "fg1", "echo", "hi"]));
     assert_eq!(ok(out, "ctr run echo hi"), "hi\n");
-    let out = b.ctr(ns, &run_args(rt, &["--rm", IMAGE, "fg2", "sh", "-c", "exit 7"]));
+    let out = b.ctr(
+        ns,
+        &run_args(rt, &["--rm", IMAGE, "fg2", "sh", "-c", "exit 7"]),
+    );
     assert_eq!(code(&out), 7, "{}", String::from_utf8_lossy(&out.stderr));
     // --rm removed the containers and their snapshots; no task and no bundle is left.
     assert_eq!(ok(b.ctr(ns, &["containers", "ls", "-q"]), "ctr c ls"), "");
@@ -379,7 +388,13 @@ fn tasks_survive_a_berthd_kill9(rt: Runtime) {
         .unwrap();
     // Not a pause: wait until "ends" has exited and the orphan's shim is gone, so both
     // happened while berthd was down.
-    let ends_pid: u32 = pids.iter().find(|t| t.0 == "ends").unwrap().1.parse().unwrap();
+    let ends_pid: u32 = pids
+        .iter()
+        .find(|t| t.0 == "ends")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
     wait_until(Duration::from_secs(20), "task ends to exit", || {
         !running(ends_pid)
     });
