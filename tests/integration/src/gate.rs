@@ -50,21 +50,26 @@ impl Mode {
 /// Record that `test` skipped for `reason`: `SKIP <test>: <reason>` on stderr, and a line
 /// `<binary>::<test>: <reason>` appended to `$BERTH_SKIP_LOG` when set.
 pub fn skip(test: &str, reason: &str) {
+    record_skip(skip_log().as_deref(), test, reason);
+}
+
+fn skip_log() -> Option<std::path::PathBuf> {
+    std::env::var_os(SKIP_LOG_VAR).map(std::path::PathBuf::from)
+}
+
+fn record_skip(log: Option<&std::path::Path>, test: &str, reason: &str) {
     eprintln!("SKIP {test}: {reason}");
-    let Some(path) = std::env::var_os(SKIP_LOG_VAR) else {
+    let Some(path) = log else {
         return;
     };
     let line = format!("{}::{test}: {reason}\n", binary_name());
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .and_then(|mut f| f.write_all(line.as_bytes()));
     if let Err(e) = written {
-        panic!(
-            "record the skip of {test} in {}: {e}",
-            path.to_string_lossy()
-        );
+        panic!("record the skip of {test} in {}: {e}", path.display());
     }
 }
 
@@ -85,12 +90,16 @@ fn binary_name() -> String {
 /// mode the test fails here; otherwise the skip is recorded ([`skip`]). Returns false, so that
 /// a check can end with it (`return unmet(test, what)` from a `-> bool` check).
 pub fn unmet(test: &str, what: &str) -> bool {
-    if Mode::current() == Mode::Require {
+    unmet_in(Mode::current(), skip_log().as_deref(), test, what)
+}
+
+fn unmet_in(mode: Mode, log: Option<&std::path::Path>, test: &str, what: &str) -> bool {
+    if mode == Mode::Require {
         panic!(
             "{test}: {what} ({ROOT_TESTS_VAR}=require turns a missing precondition into a failure)"
         );
     }
-    skip(test, what);
+    record_skip(log, test, what);
     false
 }
 
@@ -269,4 +278,65 @@ pub fn wait_until(timeout: Duration, what: &str, condition: impl FnMut() -> bool
         "timed out after {timeout:?} waiting for {what}"
     );
     start.elapsed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skip_is_appended_to_the_log_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("skips");
+        record_skip(Some(&log), "one", "ctr not installed");
+        record_skip(Some(&log), "two", "needs: root");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let bin = binary_name();
+        assert_eq!(
+            text,
+            format!("{bin}::one: ctr not installed\n{bin}::two: needs: root\n")
+        );
+        assert!(!bin.is_empty() && !bin.contains('/'), "{bin}");
+    }
+
+    #[test]
+    #[should_panic(expected = "crun not installed")]
+    fn require_mode_turns_an_unmet_precondition_into_a_failure() {
+        unmet_in(
+            Mode::Require,
+            None,
+            "t",
+            "crun not installed (apt-get install crun)",
+        );
+    }
+
+    #[test]
+    fn other_modes_skip_on_an_unmet_precondition() {
+        assert!(!unmet_in(Mode::On, None, "t", "crun not installed"));
+        assert!(!unmet_in(Mode::Off, None, "t", "crun not installed"));
+    }
+
+    #[test]
+    fn the_runtime_names_and_namespaces() {
+        assert_eq!(Runtime::RuncShim.name(), "io.containerd.runc.v2");
+        assert_eq!(Runtime::BerthShim.name(), "io.containerd.berth.v2");
+        assert_eq!(Runtime::RuncShim.ns("x"), "x");
+        assert_eq!(Runtime::BerthShim.ns("x"), "x-bshim");
+    }
+
+    #[test]
+    fn wait_until_fails_naming_what_it_waited_for() {
+        let err = std::panic::catch_unwind(|| {
+            wait_until(Duration::from_millis(30), "the moon", || false);
+        })
+        .unwrap_err();
+        let msg = err.downcast_ref::<String>().unwrap();
+        assert!(msg.contains("waiting for the moon"), "{msg}");
+        let mut n = 0;
+        wait_until(Duration::from_secs(5), "three calls", || {
+            n += 1;
+            n == 3
+        });
+        assert_eq!(n, 3);
+    }
 }
