@@ -1,97 +1,129 @@
-//! Helpers for the tests that drive the `berth` CLI against a real registry: the gate and
-//! the registry, `berth` run with a time limit and a clean environment, `ctr` tables, and the
-//! blobs of OCI layouts.
+//! Helpers for the tests that drive the `berth` CLI: the one runner of the CLI ([`berth`],
+//! [`berth_with`]: a clean, explicit environment and a time limit), a registry with the test
+//! images, `ctr` tables, and the blobs of OCI layouts.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::registry::{sha256_digest, Registry, TestImages};
-use crate::{enabled, ok, workspace_bin, Berthd};
+use crate::{ok, poll, setup, workspace_bin, Berthd};
 
 /// How long one `berth` command may take before the test fails (instead of hanging).
 pub const BERTH_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Skip unless root tests are on and (for `tools`) the tools are installed; a registry.
+/// Skip unless root tests are on and skopeo, docker-registry and `tools` are installed; a
+/// registry and the test images. (The old name of `setup(...)` + `Setup::registry`.)
 pub fn setup_registry(test: &str, tools: &[&str]) -> Option<(Registry, &'static TestImages)> {
-    if !enabled(test) {
-        return None;
-    }
-    for tool in ["skopeo"].iter().chain(tools) {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            eprintln!("SKIP {test}: {tool} not installed (apt-get install skopeo containerd runc)");
-            return None;
-        }
-    }
-    let Some(registry) = Registry::start() else {
-        eprintln!(
-            "SKIP {test}: /usr/bin/docker-registry missing (apt-get install docker-registry)"
-        );
-        return None;
-    };
-    Some((registry, TestImages::get()))
+    let needs: Vec<&str> = ["skopeo", "docker-registry"]
+        .iter()
+        .chain(tools)
+        .copied()
+        .collect();
+    let s = setup(test, &needs)?;
+    Some((s.registry(), s.images))
 }
 
-/// `berth --address <b> --namespace <ns> ARGS`, with no `BERTH_*` or proxy settings from the
-/// environment, stdout and stderr collected; fails the test if it runs past [`BERTH_TIMEOUT`].
-pub fn berth(b: &Berthd, ns: &str, args: &[&str]) -> Output {
+/// The `PATH` every command the harness runs for a test gets.
+pub const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Give `cmd` a clean, explicit environment: nothing of the caller's (no `BERTH_*`, proxies,
+/// `DOCKER_CONFIG`), `PATH` = [`CLEAN_PATH`], and `HOME=/nonexistent` so that no user's
+/// `~/.docker/config.json` is read. Add what a test needs with `cmd.env(...)` afterwards.
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_clear()
+        .env("PATH", CLEAN_PATH)
+        .env("HOME", "/nonexistent")
+}
+
+/// `berth --address ADDRESS --namespace NS ARGS` as a command with a clean environment
+/// ([`clean_env`]), for a test to add `env`, or to spawn (`berth events`, `-i` with a pipe).
+pub fn berth_command(address: &Path, ns: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(workspace_bin("berth"));
-    for var in [
-        "BERTH_ADDRESS",
-        "BERTH_NAMESPACE",
-        "BERTH_RUNTIME",
-        "BERTH_SNAPSHOTTER",
-        "BERTH_STATE_DIR",
-        "BERTH_HOSTS_DIR",
-        "DOCKER_CONFIG",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
+    clean_env(&mut cmd);
     cmd.arg("--address")
-        .arg(b.address())
+        .arg(address)
         .arg("--namespace")
         .arg(ns)
         .args(args);
+    cmd
+}
+
+/// What a command run by [`run_limited`] reads on its standard input.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// `/dev/null`.
+    Null,
+    /// A file (seekable, as `berth ... < FILE` gives it).
+    File(&'a Path),
+    /// These bytes (written to a file first, so no writer thread is needed).
+    Bytes(&'a [u8]),
+}
+
+/// Run `cmd` with `input`, stdout and stderr collected; fail the test (killing the command)
+/// if it runs past `limit` instead of letting the test hang.
+pub fn run_limited(mut cmd: Command, input: Input<'_>, limit: Duration) -> Output {
     // Files rather than pipes: no reader threads, and what it wrote survives a kill.
     let io = tempfile::tempdir().expect("tempdir");
     let (out_path, err_path) = (io.path().join("stdout"), io.path().join("stderr"));
+    let stdin = match input {
+        Input::Null => Stdio::null(),
+        Input::File(p) => Stdio::from(
+            File::open(p).unwrap_or_else(|e| panic!("open stdin file {}: {e}", p.display())),
+        ),
+        Input::Bytes(data) => {
+            let p = io.path().join("stdin");
+            std::fs::write(&p, data).expect("write stdin file");
+            Stdio::from(File::open(&p).expect("open stdin file"))
+        }
+    };
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(File::create(&out_path).expect("stdout file"))
         .stderr(File::create(&err_path).expect("stderr file"))
         .spawn()
-        .expect("run berth");
-    let deadline = Instant::now() + BERTH_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for berth") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "berth {args:?} still running after {BERTH_TIMEOUT:?}; stderr:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let mut status = None;
+    let finished = poll(limit, || {
+        status = child.try_wait().expect("wait for the command");
+        status.is_some()
+    });
+    let Some(status) = status.filter(|_| finished) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{cmd:?} still running after {limit:?}; stderr:\n{}",
+            std::fs::read_to_string(&err_path).unwrap_or_default()
+        );
     };
     Output {
         status,
         stdout: std::fs::read(&out_path).unwrap_or_default(),
         stderr: std::fs::read(&err_path).unwrap_or_default(),
     }
+}
+
+/// `berth --address <b> --namespace <ns> ARGS` with a clean environment and no input, stdout
+/// and stderr collected; fails the test if it runs past [`BERTH_TIMEOUT`]. The one way the
+/// tests run the CLI; [`berth_with`] for a daemon at another address, extra environment or
+/// input.
+pub fn berth(b: &Berthd, ns: &str, args: &[&str]) -> Output {
+    berth_with(&b.address(), ns, args, &[], Input::Null)
+}
+
+/// [`berth`] against the daemon at `address` (berthd or containerd), with `env` added to
+/// the clean environment and `input` on stdin.
+pub fn berth_with(
+    address: &Path,
+    ns: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: Input<'_>,
+) -> Output {
+    let mut cmd = berth_command(address, ns, args);
+    cmd.envs(env.iter().copied());
+    run_limited(cmd, input, BERTH_TIMEOUT)
 }
 
 /// Rows of a `ctr` table, header skipped, split on whitespace.

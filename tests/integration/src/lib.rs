@@ -1,42 +1,25 @@
 //! Harness for berth's root integration tests: start a real berthd (and, for side-by-side checks,
 //! a real containerd) in temp dirs, drive them with Debian's `ctr`, and clean up.
 //!
-//! The tests run only when `BERTH_ROOT_TESTS=1` and the process is root; otherwise each test
-//! prints why it skipped and passes without checking anything (run them with `scripts/test`).
+//! The tests run only as root with `BERTH_ROOT_TESTS=1` or `=require`; otherwise each test
+//! records that it skipped, and why (see [`gate`]; run them with `scripts/test.sh`).
+//!
+//! One way to do each thing: [`gate::setup`] (gate, tools, images, daemons),
+//! [`cli::berth`] (the CLI, with a clean environment and a time limit),
+//! [`gate::wait_until`] (the poller), [`gate::skip`] / [`gate::unmet`] (visible skips).
 
 pub mod cli;
+pub mod gate;
 pub mod registry;
 pub mod shim;
 pub mod tasks;
+
+pub use gate::{enabled, poll, setup, skip, unmet, wait_until, Runtime, Setup};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// True when root integration tests should run. Prints the reason when they should not.
-pub fn enabled(test: &str) -> bool {
-    if std::env::var("BERTH_ROOT_TESTS").as_deref() != Ok("1") {
-        eprintln!("SKIP {test}: set BERTH_ROOT_TESTS=1 (as root) to run root integration tests");
-        return false;
-    }
-    if !is_root() {
-        eprintln!("SKIP {test}: root integration tests need uid 0");
-        return false;
-    }
-    true
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
 
 /// Path of a binary built by this workspace (`berthd`, `berth`): next to the test executable's
 /// `deps/` directory, or `$BERTH_BIN_DIR`.
@@ -61,18 +44,11 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 
 /// Wait until something accepts connections on the unix socket `sock`.
 pub fn wait_for_socket(sock: &Path, timeout: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        if std::os::unix::net::UnixStream::connect(sock).is_ok() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "{} not ready after {timeout:?}",
-            sock.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(
+        timeout,
+        &format!("{} to accept connections", sock.display()),
+        || std::os::unix::net::UnixStream::connect(sock).is_ok(),
+    )
 }
 
 /// A berthd running on temp dirs; killed when dropped.
@@ -182,12 +158,10 @@ impl Drop for Berthd {
         if let Some(c) = self.child.as_mut() {
             // Graceful first, so the socket is removed; then make sure.
             let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if poll(Duration::from_secs(5), || {
+                matches!(c.try_wait(), Ok(Some(_)))
+            }) {
+                return;
             }
             let _ = c.kill();
             let _ = c.wait();
@@ -204,14 +178,14 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Start containerd, or None (with the reason printed) when it is not installed.
+    /// Start containerd, or None when it is not installed: the running test then skips what
+    /// needs containerd ([`gate::unmet`]: recorded, or a failure in `require` mode).
     pub fn start() -> Option<Containerd> {
-        if Command::new("containerd")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("containerd not installed: side-by-side comparison skipped");
+        if !gate::installed("containerd") {
+            gate::unmet(
+                &gate::current_test(),
+                "containerd not installed (apt-get install containerd): its side skipped",
+            );
             return None;
         }
         let dir = tempfile::Builder::new()

@@ -37,8 +37,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Start a registry, or None (with the reason printed) when `docker-registry` is not
-    /// installed. Panics if it is installed but does not come up.
+    /// Start a registry, or None when `docker-registry` is not installed (the running test's
+    /// skip recorded, or a failure in `require` mode: [`crate::gate::unmet`]). Panics if it is installed but does not come up.
     pub fn start() -> Option<Registry> {
         Registry::start_with_auth(None)
     }
@@ -52,7 +52,10 @@ impl Registry {
 
     fn start_with_auth(auth: Option<(&str, &str)>) -> Option<Registry> {
         if !Path::new(REGISTRY_BIN).is_file() {
-            eprintln!("{REGISTRY_BIN} not installed (apt-get install docker-registry): skipped");
+            crate::gate::unmet(
+                &crate::gate::current_test(),
+                &format!("{REGISTRY_BIN} not installed (apt-get install docker-registry)"),
+            );
             return None;
         }
         let dir = tempfile::Builder::new()

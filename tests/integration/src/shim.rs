@@ -27,14 +27,13 @@ pub struct ShimContainerd {
 impl ShimContainerd {
     /// Start containerd with the shim on its `PATH` (also under each name in `aliases`, e.g.
     /// `containerd-shim-runc-v2` to make `io.containerd.runc.v2` this shim), with busybox
-    /// imported. None (reason printed) without containerd.
+    /// imported. None without containerd (the skip recorded, or a failure in `require` mode).
     pub fn start(aliases: &[&str]) -> Option<ShimContainerd> {
-        if Command::new("containerd")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("containerd not installed");
+        if !crate::gate::installed("containerd") {
+            crate::gate::unmet(
+                &crate::gate::current_test(),
+                "containerd not installed (apt-get install containerd)",
+            );
             return None;
         }
         let dir = tempfile::Builder::new()
@@ -118,7 +117,7 @@ impl Drop for ShimContainerd {
         let out = self.ctr(&["tasks", "ls", "-q"]);
         for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", "--all", id]);
-            eventually(Duration::from_secs(5), || {
+            crate::poll(Duration::from_secs(5), || {
                 self.ctr(&["tasks", "delete", id]).status.success()
             });
         }
@@ -190,16 +189,34 @@ pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Poll `f` every 20 ms for up to `timeout`; true once it holds.
-pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+/// Poll `f` for up to `timeout`; true once it holds. The old name of [`crate::poll`].
+pub fn eventually(timeout: Duration, f: impl FnMut() -> bool) -> bool {
+    crate::poll(timeout, f)
+}
+
+/// Make this host usable by crun: crun 1.8 refuses cgroup v1 "hybrid" hosts while cgroup2
+/// still offers a controller (hugetlb), so mount the v1 hugetlb hierarchy if it is not, and
+/// leave it mounted: once mounted, the kernel has moved the hugetlb controller off cgroup2 for
+/// good, and an unmounted but live v1 hierarchy makes other cgroup v1 users (Go's cgroups
+/// library in the runc shim, whose `ctr task metrics` then fails) unable to find it. Mounted
+/// is the consistent state. The error says why crun cannot run here.
+pub fn hugetlb_for_crun() -> Result<(), String> {
+    const DIR: &str = "/sys/fs/cgroup/hugetlb";
+    let hybrid = Path::new("/sys/fs/cgroup/unified").exists();
+    let mounted = Command::new("mountpoint")
+        .args(["-q", DIR])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !hybrid || mounted {
+        return Ok(());
     }
+    std::fs::create_dir_all(DIR).map_err(|e| format!("mkdir {DIR}: {e}"))?;
+    let st = Command::new("mount")
+        .args(["-t", "cgroup", "-o", "hugetlb", "cgroup", DIR])
+        .status();
+    if !st.is_ok_and(|s| s.success()) {
+        let _ = std::fs::remove_dir(DIR);
+        return Err("cannot mount the cgroup v1 hugetlb hierarchy crun needs here".into());
+    }
+    Ok(())
 }

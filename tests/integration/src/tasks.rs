@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::ctr;
+use crate::{ctr, poll};
 
 /// Our shim's binary name.
 pub const BERTH_SHIM: &str = "containerd-shim-berth-v2";
@@ -65,6 +65,17 @@ impl Drop for TaskCleanup {
     }
 }
 
+/// True while process `pid` exists and is not a zombie (a zombie has exited; only its
+/// parent has not collected it).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // `pid (comm) STATE ...`: the state follows the last `)`.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
 /// The pids of the shims (Go runc shim or ours) started by the daemon at `address`.
 pub fn shim_pids(address: &Path) -> Vec<u32> {
     let address = address.display().to_string();
@@ -103,8 +114,8 @@ pub struct FollowedLines {
 }
 
 impl FollowedLines {
-    /// Spawn `cmd` and collect its stdout; returns after a moment, so that a subscription the
-    /// command makes is in place before the test acts.
+    /// Spawn `cmd` and collect its stdout. It returns at once: a test that needs the command
+    /// to be ready (an event subscription) waits for a sign of it ([`Self::spawn_events`]).
     pub fn spawn(mut cmd: Command) -> FollowedLines {
         let mut child = cmd
             .stdin(Stdio::null())
@@ -122,7 +133,6 @@ impl FollowedLines {
                 all.push('\n');
             }
         });
-        std::thread::sleep(Duration::from_millis(500));
         FollowedLines { child, lines }
     }
 
@@ -138,12 +148,10 @@ impl FollowedLines {
                 let label = format!("berth.test/subscribed={i}");
                 ctr(address, ns, &["namespaces", "label", ns, &label], None);
             }
-            let deadline = std::time::Instant::now() + Duration::from_millis(300);
-            while std::time::Instant::now() < deadline {
-                if f.text().contains("/namespaces/") {
-                    return f;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if poll(Duration::from_millis(300), || {
+                f.text().contains("/namespaces/")
+            }) {
+                return f;
             }
         }
         panic!("the event stream shows no event of namespace {ns} after 50 tries");

@@ -10,34 +10,21 @@
 //! for all; errors name what is wrong.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use berth_integration_tests::cli::{
-    berth, blob_path, copy_blobs, image_digest, manifest_parts, read_json, rows, write_blob,
-    BERTH_TIMEOUT,
+    berth, berth_with, blob_path, copy_blobs, image_digest, manifest_parts, read_json, rows,
+    write_blob, Input,
 };
 use berth_integration_tests::registry::{check_tree, sha256_digest, TestImages};
 use berth_integration_tests::tasks::TaskCleanup;
-use berth_integration_tests::{enabled, fails, ok, workspace_bin, Berthd, Containerd};
+use berth_integration_tests::{fails, ok, setup as harness_setup, Berthd, Containerd};
 
-/// Skip unless root tests are on and ctr, tar, skopeo and `tools` are installed.
+/// The gate: root tests on, ctr, tar, skopeo and `tools` installed; the test images.
 fn setup(test: &str, tools: &[&str]) -> Option<&'static TestImages> {
-    if !enabled(test) {
-        return None;
-    }
-    for tool in ["ctr", "tar", "skopeo", "timeout"].iter().chain(tools) {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            eprintln!("SKIP {test}: {tool} not installed (apt-get install containerd runc skopeo)");
-            return None;
-        }
-    }
-    Some(TestImages::get())
+    let tools = [&["ctr", "tar", "skopeo"][..], tools].concat();
+    Some(harness_setup(test, &tools)?.images)
 }
 
 fn s(p: &Path) -> &str {
@@ -55,18 +42,10 @@ fn import(b: &Berthd, ns: &str, args: &[&str]) -> String {
     ok(berth(b, ns, &all), &format!("berth image import {args:?}"))
 }
 
-/// `berth ... image import ARGS < input` (killed by `timeout` after BERTH_TIMEOUT).
+/// `berth ... image import ARGS < input`.
 fn import_stdin(b: &Berthd, ns: &str, args: &[&str], input: &Path) -> String {
-    let out = Command::new("timeout")
-        .arg(BERTH_TIMEOUT.as_secs().to_string())
-        .arg(workspace_bin("berth"))
-        .arg("--address")
-        .arg(b.address())
-        .args(["--namespace", ns, "image", "import"])
-        .args(args)
-        .stdin(File::open(input).expect("open stdin file"))
-        .output()
-        .expect("run berth");
+    let all = [&["image", "import"][..], args].concat();
+    let out = berth_with(&b.address(), ns, &all, &[], Input::File(input));
     ok(out, &format!("berth image import {args:?} < FILE"))
 }
 
@@ -387,8 +366,6 @@ fn berth_export_round_trips_with_ctr() {
         assert_reports(&import(&b, ns2, &[s(&back)]), &name, &digest);
         assert_image(&b, ns2, &name, &digest, true);
         cd_ctr(&["images", "rm", "--sync", &name]);
-    } else {
-        eprintln!("containerd not available: the containerd half of the round trip is skipped");
     }
 
     // Two names of one image: an index entry each, and both tags in manifest.json (containerd

@@ -3,27 +3,14 @@
 //! `berth exec` into one works, `berth stop` stops them with the right statuses, and the one that
 //! ended while berthd was down shows its real exit status. Run with each shim.
 
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use berth_integration_tests::registry::TestImages;
-use berth_integration_tests::{enabled, ok, workspace_bin, Berthd};
+use berth_integration_tests::cli::berth;
+use berth_integration_tests::shim::task_row;
+use berth_integration_tests::tasks::{running, TaskCleanup};
+use berth_integration_tests::{ok, setup, wait_until, Berthd, Runtime};
 
 const IMAGE: &str = "docker.io/library/busybox:latest";
-
-fn berth(b: &Berthd, ns: &str, args: &[&str]) -> Output {
-    Command::new(workspace_bin("berth"))
-        .env_remove("BERTH_NAMESPACE")
-        .env_remove("BERTH_RUNTIME")
-        .env_remove("BERTH_STATE_DIR")
-        .arg("--address")
-        .arg(b.address())
-        .args(["-n", ns])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run berth")
-}
 
 fn ps_status(b: &Berthd, ns: &str, id: &str) -> String {
     ok(berth(b, ns, &["ps", "-a"]), "berth ps -a")
@@ -33,19 +20,14 @@ fn ps_status(b: &Berthd, ns: &str, id: &str) -> String {
         .to_string()
 }
 
-fn survive(test: &str, ns: &str, runtime: &str) {
-    if !enabled(test) {
+fn survive(test: &str, rt: Runtime) {
+    let ns = &rt.ns("berth-cli-restart");
+    let runtime = rt.name();
+    let Some(s) = setup(test, &["containerd-shim-runc-v2", "runc", "ctr"]) else {
         return;
-    }
-    let mut b = Berthd::start();
-    let archive = TestImages::get().archive("busybox");
-    ok(
-        b.ctr(
-            ns,
-            &["images", "import", "--no-unpack", archive.to_str().unwrap()],
-        ),
-        "ctr images import",
-    );
+    };
+    let mut b = s.berthd_with(ns, "busybox", false);
+    let _cleanup = TaskCleanup::new(b.address(), ns);
     let ids = ["c1", "c2", "c3", "c4", "c5"];
     for id in ids {
         ok(
@@ -87,8 +69,14 @@ fn survive(test: &str, ns: &str, runtime: &str) {
         "berth run -d ends",
     );
 
+    let tasks = ok(b.ctr(ns, &["task", "ls"]), "ctr task ls");
+    let (ends_pid, _) = task_row(&tasks, "ends").unwrap_or_else(|| panic!("no task ends: {tasks}"));
+
     b.kill9();
-    std::thread::sleep(Duration::from_secs(4));
+    // Not a pause: wait until "ends" has exited, so that it did while berthd was down.
+    wait_until(Duration::from_secs(20), "task ends to exit", || {
+        !running(ends_pid)
+    });
     b.restart();
 
     for id in ids {
@@ -129,8 +117,7 @@ fn survive(test: &str, ns: &str, runtime: &str) {
 fn containers_survive_a_berthd_kill9_with_the_runc_shim() {
     survive(
         "containers_survive_a_berthd_kill9_with_the_runc_shim",
-        "berth-cli-restart",
-        "io.containerd.runc.v2",
+        Runtime::RuncShim,
     );
 }
 
@@ -138,7 +125,6 @@ fn containers_survive_a_berthd_kill9_with_the_runc_shim() {
 fn containers_survive_a_berthd_kill9_with_berths_shim() {
     survive(
         "containers_survive_a_berthd_kill9_with_berths_shim",
-        "berth-cli-restart-bshim",
-        "io.containerd.berth.v2",
+        Runtime::BerthShim,
     );
 }

@@ -5,68 +5,22 @@
 //! events, pause, stop, start and rm.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use berth_integration_tests::registry::TestImages;
+use berth_integration_tests::cli::{
+    berth, berth_command, berth_with, clean_env, run_limited, Input, BERTH_TIMEOUT,
+};
 use berth_integration_tests::tasks::{FollowedLines, TaskCleanup};
-use berth_integration_tests::{enabled, fails, ok, workspace_bin, Berthd, Containerd};
+use berth_integration_tests::{
+    fails, ok, poll, setup as harness_setup, wait_until, workspace_bin, Berthd, Containerd,
+};
 
-/// Skip unless root tests are on and runc and the Go runc shim are installed; a berthd with
-/// busybox imported (not unpacked: `run` unpacks it) in namespace `ns`.
+/// The gate (root tests on, runc and the Go runc shim installed) and a berthd with busybox
+/// imported (not unpacked: `run` unpacks it) in namespace `ns`.
 fn setup(test: &str, ns: &str) -> Option<Berthd> {
-    if !enabled(test) {
-        return None;
-    }
-    for tool in ["containerd-shim-runc-v2", "runc"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            eprintln!("SKIP {test}: {tool} not installed (apt-get install containerd runc)");
-            return None;
-        }
-    }
-    let b = Berthd::start();
-    let archive = TestImages::get().archive("busybox");
-    ok(
-        b.ctr(
-            ns,
-            &["images", "import", "--no-unpack", archive.to_str().unwrap()],
-        ),
-        "ctr images import",
-    );
-    Some(b)
-}
-
-/// `berth --address <b> -n <ns> ARGS`, with no `BERTH_*` settings from the environment.
-fn berth_cmd(b: &Berthd, ns: &str, args: &[&str]) -> Command {
-    berth_at(&b.address(), ns, args)
-}
-
-/// `berth --address ADDRESS -n <ns> ARGS`, with no `BERTH_*` settings from the environment.
-fn berth_at(address: &Path, ns: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(workspace_bin("berth"));
-    for var in [
-        "BERTH_ADDRESS",
-        "BERTH_NAMESPACE",
-        "BERTH_RUNTIME",
-        "BERTH_SNAPSHOTTER",
-        "BERTH_STATE_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.arg("--address").arg(address).args(["-n", ns]);
-    cmd.args(args);
-    cmd
-}
-
-fn berth(b: &Berthd, ns: &str, args: &[&str]) -> Output {
-    berth_cmd(b, ns, args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run berth")
+    let s = harness_setup(test, &["containerd-shim-runc-v2", "runc", "ctr"])?;
+    Some(s.berthd_with(ns, "busybox", false))
 }
 
 fn code(out: &Output) -> i32 {
@@ -75,17 +29,6 @@ fn code(out: &Output) -> i32 {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 /// Nothing of container `id` is left: no record, no task, no snapshot, no directory.
@@ -140,15 +83,13 @@ fn run_prints_and_exits_with_the_container() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert_eq!(stderr(&out), "err\n");
     // Stdin with -i; a command that does not exist exits 127, as in Docker.
-    let mut child = berth_cmd(&b, ns, &["run", "-i", "--rm", "busybox", "wc", "-l"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"a\nb\nc\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = berth_with(
+        &b.address(),
+        ns,
+        &["run", "-i", "--rm", "busybox", "wc", "-l"],
+        &[],
+        Input::Bytes(b"a\nb\nc\n"),
+    );
     assert_eq!(ok(out, "berth run -i wc -l").trim(), "3");
     let out = berth(&b, ns, &["run", "--rm", "busybox", "/no/such/binary"]);
     assert_eq!(code(&out), 127, "{}", stderr(&out));
@@ -278,38 +219,31 @@ fn run_with_env_workdir_user_mounts_and_read_only_root() {
 #[test]
 fn run_with_a_terminal() {
     let ns = "berth-cli-tty";
-    let Some(b) = setup("run_with_a_terminal", ns) else {
+    let Some(b) = harness_setup(
+        "run_with_a_terminal",
+        &["containerd-shim-runc-v2", "runc", "ctr", "script"],
+    )
+    .map(|s| s.berthd_with(ns, "busybox", false)) else {
         return;
     };
     let _cleanup = TaskCleanup::new(b.address(), ns);
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIP run_with_a_terminal: script (bsdutils) not installed");
-        return;
-    }
-    let cmd = format!(
-        "{} --address {} -n {ns} run -it --rm busybox tty",
-        workspace_bin("berth").display(),
-        b.address().display()
-    );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script");
+    // `script` gives berth a terminal; it and the shell it starts get the clean environment.
+    let in_terminal = |args: &str| {
+        let cmd = format!(
+            "{} --address {} -n {ns} {args}",
+            workspace_bin("berth").display(),
+            b.address().display()
+        );
+        let mut script = Command::new("script");
+        clean_env(&mut script).args(["-qec", &cmd, "/dev/null"]);
+        run_limited(script, Input::Null, BERTH_TIMEOUT)
+    };
+    let out = in_terminal("run -it --rm busybox tty");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("/dev/pts/0"), "{stdout:?}");
     // The exit code comes through the terminal too.
-    let cmd = format!(
-        "{} --address {} -n {ns} run -t --rm busybox sh -c 'exit 4'",
-        workspace_bin("berth").display(),
-        b.address().display()
-    );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script");
+    let out = in_terminal("run -t --rm busybox sh -c 'exit 4'");
     assert_eq!(code(&out), 4);
 }
 
@@ -379,7 +313,7 @@ struct Events(FollowedLines);
 
 impl Events {
     fn start(b: &Berthd, ns: &str) -> Events {
-        let cmd = berth_cmd(b, ns, &["events", &format!("namespace=={ns}")]);
+        let cmd = berth_command(&b.address(), ns, &["events", &format!("namespace=={ns}")]);
         Events(FollowedLines::spawn_events(cmd, &b.address(), ns))
     }
 
@@ -440,11 +374,11 @@ fn a_detached_container_through_its_life() {
 
     // logs: stdout and stderr of the detached task, through a file:// log.
     assert!(
-        wait_until(Duration::from_secs(5), || {
+        poll(Duration::from_secs(5), || {
             let logs = ok(berth(&b, ns, &["logs", "d1"]), "berth logs");
             logs.contains("started\n") && logs.contains("oops\n")
         }),
-        "{}",
+        "logs of d1 lack started and oops: {}",
         ok(berth(&b, ns, &["logs", "d1"]), "berth logs")
     );
 
@@ -488,10 +422,11 @@ fn a_detached_container_through_its_life() {
     ok(berth(&b, ns, &["start", "d1"]), "berth start");
     assert!(ps_line(&b, ns, "d1").contains(" Up "));
     ok(berth(&b, ns, &["kill", "d1"]), "berth kill");
-    assert!(wait_until(Duration::from_secs(10), || ps_line(
-        &b, ns, "d1"
-    )
-    .contains("Exited (137)")));
+    wait_until(
+        Duration::from_secs(10),
+        "d1 Exited (137) in berth ps",
+        || ps_line(&b, ns, "d1").contains("Exited (137)"),
+    );
     // logs -f ends when the container has stopped.
     let logs = ok(berth(&b, ns, &["logs", "-f", "d1"]), "logs -f");
     assert_eq!(logs.matches("started\n").count(), 2, "{logs}");
@@ -521,9 +456,9 @@ fn a_detached_container_through_its_life() {
     ok(berth(&b, ns, &["rm", "-f", "d3"]), "rm -f");
     assert_gone(&b, ns, "d3");
 
-    assert!(wait_until(Duration::from_secs(5), || events
-        .text()
-        .contains("/containers/delete {\"id\":\"d3\"}")));
+    wait_until(Duration::from_secs(5), "the delete event of d3", || {
+        events.text().contains("/containers/delete {\"id\":\"d3\"}")
+    });
     let text = events.text();
     for topic in [
         "/containers/create",
@@ -593,10 +528,9 @@ fn run_with_berths_own_shim() {
     );
     let out = berth(&b, ns, &["exec", "s1", "sh", "-c", "exit 6"]);
     assert_eq!(code(&out), 6);
-    assert!(wait_until(Duration::from_secs(5), || ok(
-        berth(&b, ns, &["logs", "s1"]),
-        "logs"
-    ) == "up\n"));
+    wait_until(Duration::from_secs(5), "logs of s1 to say up", || {
+        ok(berth(&b, ns, &["logs", "s1"]), "logs") == "up\n"
+    });
     ok(berth(&b, ns, &["rm", "-f", "s1"]), "rm -f");
     assert_gone(&b, ns, "s1");
 }
@@ -604,13 +538,16 @@ fn run_with_berths_own_shim() {
 #[test]
 fn berth_runs_containers_on_containerd_too() {
     let ns = "berth-cli-containerd";
-    if !enabled("berth_runs_containers_on_containerd_too") {
+    let Some(s) = harness_setup(
+        "berth_runs_containers_on_containerd_too",
+        &["containerd", "containerd-shim-runc-v2", "runc", "ctr"],
+    ) else {
         return;
-    }
+    };
     let Some(c) = Containerd::start() else {
         return;
     };
-    let archive = TestImages::get().archive("busybox");
+    let archive = s.images.archive("busybox");
     ok(
         c.ctr(
             ns,
@@ -619,12 +556,7 @@ fn berth_runs_containers_on_containerd_too() {
         "ctr images import",
     );
     let _cleanup = TaskCleanup::new(c.address(), ns);
-    let run = |args: &[&str]| {
-        berth_at(&c.address(), ns, args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| berth_with(&c.address(), ns, args, &[], Input::Null);
     let out = run(&["run", "--rm", "-u", "nobody", "busybox", "id", "-u"]);
     assert_eq!(ok(out, "run on containerd").trim(), "65534");
     let out = run(&["run", "--rm", "busybox", "sh", "-c", "exit 7"]);
@@ -642,9 +574,9 @@ fn berth_runs_containers_on_containerd_too() {
     ok(out, "run -d on containerd");
     let out = run(&["exec", "c1", "sh", "-c", "exit 3"]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
-    assert!(wait_until(Duration::from_secs(5), || {
+    wait_until(Duration::from_secs(5), "logs of c1 to say up", || {
         ok(run(&["logs", "c1"]), "logs") == "up\n"
-    }));
+    });
     ok(run(&["stop", "-t", "1", "c1"]), "stop");
     ok(run(&["rm", "c1"]), "rm");
     assert_eq!(ok(run(&["ps", "-a", "-q"]), "ps"), "");

@@ -5,9 +5,10 @@
 
 use std::process::Output;
 
+use berth_integration_tests::gate::have_tools;
 use berth_integration_tests::registry::TestImages;
 use berth_integration_tests::tasks::FollowedLines;
-use berth_integration_tests::{ctr, enabled, fails, normalize, ok, Berthd, Containerd};
+use berth_integration_tests::{ctr, enabled, fails, normalize, ok, wait_until, Berthd, Containerd};
 
 const IMAGE: &str = "docker.io/library/busybox:latest";
 
@@ -30,7 +31,9 @@ fn info(out: Output) -> serde_json::Value {
 
 #[test]
 fn create_list_label_remove_and_gc() {
-    if !enabled("create_list_label_remove_and_gc") {
+    if !enabled("create_list_label_remove_and_gc")
+        || !have_tools("create_list_label_remove_and_gc", &["ctr"])
+    {
         return;
     }
     let ns = "berth-containers";
@@ -139,12 +142,11 @@ fn create_list_label_remove_and_gc() {
     let snaps = ok(b.ctr(ns, &["snapshots", "ls"]), "ctr snapshots ls");
     assert_eq!(snaps.lines().count(), 1, "{snaps}");
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !events.text().contains("/containers/delete {\"id\":\"c1\"}")
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "the delete event of c1",
+        || events.text().contains("/containers/delete {\"id\":\"c1\"}"),
+    );
     let events = events.text();
     for want in [
         "/containers/create {\"id\":\"c1\"",
@@ -177,7 +179,9 @@ fn same(b: &Berthd, c: &Containerd, ns: &str, args: &[&str]) -> (String, String)
 
 #[test]
 fn containers_match_containerd() {
-    if !enabled("containers_match_containerd") {
+    if !enabled("containers_match_containerd")
+        || !have_tools("containers_match_containerd", &["ctr"])
+    {
         return;
     }
     let Some(c) = Containerd::start() else {

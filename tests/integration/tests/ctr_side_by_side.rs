@@ -1,8 +1,9 @@
 //! Debian's `ctr` against berthd, and the same commands against a real containerd: the answers
 //! (tables with times masked, bytes, error messages) must be the same.
 
+use berth_integration_tests::gate::have_tools;
 use berth_integration_tests::tasks::FollowedLines;
-use berth_integration_tests::{ctr, enabled, fails, normalize, ok, Berthd, Containerd};
+use berth_integration_tests::{ctr, enabled, fails, normalize, ok, wait_until, Berthd, Containerd};
 use std::path::Path;
 
 /// Run the same ctr command on both daemons and compare normalized stdout and success.
@@ -43,7 +44,7 @@ fn same(b: &Path, c: Option<&Path>, ns: &str, args: &[&str], stdin: Option<&[u8]
 
 #[test]
 fn version_and_plugins() {
-    if !enabled("version_and_plugins") {
+    if !enabled("version_and_plugins") || !have_tools("version_and_plugins", &["ctr"]) {
         return;
     }
     let b = Berthd::start();
@@ -96,7 +97,8 @@ fn version_and_plugins() {
 
 #[test]
 fn namespaces_like_containerd() {
-    if !enabled("namespaces_like_containerd") {
+    if !enabled("namespaces_like_containerd") || !have_tools("namespaces_like_containerd", &["ctr"])
+    {
         return;
     }
     let b = Berthd::start();
@@ -167,7 +169,7 @@ fn sha256_hex(data: &[u8]) -> String {
 
 #[test]
 fn content_like_containerd() {
-    if !enabled("content_like_containerd") {
+    if !enabled("content_like_containerd") || !have_tools("content_like_containerd", &["ctr"]) {
         return;
     }
     let b = Berthd::start();
@@ -250,7 +252,7 @@ fn content_like_containerd() {
 
 #[test]
 fn leases_like_containerd() {
-    if !enabled("leases_like_containerd") {
+    if !enabled("leases_like_containerd") || !have_tools("leases_like_containerd", &["ctr"]) {
         return;
     }
     let b = Berthd::start();
@@ -304,7 +306,8 @@ fn leases_like_containerd() {
 /// the same on berthd and containerd.
 #[test]
 fn events_seen_by_another_ctr() {
-    if !enabled("events_seen_by_another_ctr") {
+    if !enabled("events_seen_by_another_ctr") || !have_tools("events_seen_by_another_ctr", &["ctr"])
+    {
         return;
     }
     fn topics(address: &Path) -> Vec<String> {
@@ -344,12 +347,11 @@ fn events_seen_by_another_ctr() {
             ctr(address, "default", &["namespaces", "rm", "evt"], None),
             "ns rm",
         );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !sub.text().contains(" evt /namespaces/delete ")
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "the namespace delete event of evt",
+            || sub.text().contains(" evt /namespaces/delete "),
+        );
         sub.text()
             .lines()
             .filter_map(|l| {
@@ -377,7 +379,12 @@ fn events_seen_by_another_ctr() {
 
 #[test]
 fn missing_namespace_header_is_refused_like_containerd() {
-    if !enabled("missing_namespace_header_is_refused_like_containerd") {
+    if !enabled("missing_namespace_header_is_refused_like_containerd")
+        || !have_tools(
+            "missing_namespace_header_is_refused_like_containerd",
+            &["ctr"],
+        )
+    {
         return;
     }
     // ctr always sends a namespace; an empty one must be refused the same way.

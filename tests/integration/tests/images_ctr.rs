@@ -8,22 +8,16 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_integration_tests::registry::{check_tree, Registry, TestImages};
-use berth_integration_tests::{enabled, ok, Berthd};
+use berth_integration_tests::{ok, setup as harness_setup, Berthd};
 
+/// The gate (root tests on; ctr, skopeo and docker-registry installed), a berthd, and a
+/// registry holding busybox and layers.
 fn setup(test: &str) -> Option<(Berthd, Registry, &'static TestImages)> {
-    if !enabled(test) {
-        return None;
-    }
-    let Some(registry) = Registry::start() else {
-        eprintln!(
-            "SKIP {test}: /usr/bin/docker-registry missing (apt-get install docker-registry)"
-        );
-        return None;
-    };
-    let images = TestImages::get();
-    registry.push_oci_layout(&images.layout("busybox"), "busybox:latest");
-    registry.push_oci_layout(&images.layout("layers"), "layers:latest");
-    Some((Berthd::start(), registry, images))
+    let s = harness_setup(test, &["ctr", "skopeo", "docker-registry"])?;
+    let registry = s.registry();
+    registry.push_oci_layout(&s.images.layout("busybox"), "busybox:latest");
+    registry.push_oci_layout(&s.images.layout("layers"), "layers:latest");
+    Some((s.berthd(), registry, s.images))
 }
 
 /// `ctr images mount` on a temp dir; unmounted (snapshot and lease removed) when dropped.

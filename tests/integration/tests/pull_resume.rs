@@ -3,24 +3,14 @@
 //! real registry, so only the missing bytes travel; a resumed ingest whose first part is wrong
 //! fails verification, is discarded, and the next pull starts over and succeeds.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use berth_client::RemoteContentStore;
 use berth_core::content::{ContentStore, ContentWriter, WriterOptions};
 use berth_core::Digest;
-use berth_integration_tests::registry::{Registry, TestImages};
-use berth_integration_tests::{enabled, ok, workspace_bin, Berthd};
-
-fn berth(b: &Berthd, ns: &str, args: &[&str]) -> Output {
-    Command::new(workspace_bin("berth"))
-        .arg("--address")
-        .arg(b.address())
-        .args(["--namespace", ns])
-        .args(args)
-        .env_remove("BERTH_SNAPSHOTTER")
-        .output()
-        .expect("run berth")
-}
+use berth_integration_tests::cli::{berth, setup_registry};
+use berth_integration_tests::registry::TestImages;
+use berth_integration_tests::{ok, Berthd};
 
 /// The manifest, config and layer of the busybox layout: (digest, bytes) each.
 fn busybox_blobs(images: &TestImages, manifest: &str) -> Vec<(String, Vec<u8>)> {
@@ -69,14 +59,12 @@ fn pulled_bytes(out: Output, what: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_layer_download_resumes_where_it_stopped() {
     let ns = "berth-pull-resume";
-    if !enabled("an_interrupted_layer_download_resumes_where_it_stopped") {
-        return;
-    }
-    let Some(reg) = Registry::start() else {
-        eprintln!("SKIP: /usr/bin/docker-registry missing (apt-get install docker-registry)");
+    let Some((reg, images)) = setup_registry(
+        "an_interrupted_layer_download_resumes_where_it_stopped",
+        &["ctr"],
+    ) else {
         return;
     };
-    let images = TestImages::get();
     reg.push_oci_layout(&images.layout("busybox"), "busybox:latest");
     let name = reg.reference("busybox:latest");
     let manifest = reg.manifest_digest("busybox", "latest").unwrap();

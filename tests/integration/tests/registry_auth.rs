@@ -4,38 +4,19 @@
 //! with `-u USER` and the password on stdin, and with a docker config file (`DOCKER_CONFIG`).
 //! Pulls run on a second berthd, so every blob really crosses the authenticated registry.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use base64::Engine as _;
+use berth_integration_tests::cli::{berth_with, Input};
 use berth_integration_tests::registry::{Registry, TestImages};
-use berth_integration_tests::{enabled, ok, workspace_bin, Berthd};
+use berth_integration_tests::{ok, setup, Berthd};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cr:et";
 
+/// `berth ARGS` with `env` added and `stdin` as its input.
 fn berth(b: &Berthd, ns: &str, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
-    let mut cmd = Command::new(workspace_bin("berth"));
-    cmd.arg("--address")
-        .arg(b.address())
-        .args(["--namespace", ns])
-        .args(args)
-        .env_remove("DOCKER_CONFIG")
-        .env("HOME", "/nonexistent")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("run berth");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    berth_with(&b.address(), ns, args, env, Input::Bytes(stdin.as_bytes()))
 }
 
 fn refused(out: Output, what: &str) -> String {
@@ -55,20 +36,22 @@ fn json(out: Output, what: &str) -> serde_json::Value {
 
 #[test]
 fn push_and_pull_with_basic_authentication() {
-    if !enabled("push_and_pull_with_basic_authentication") {
-        return;
-    }
-    let Some(reg) = Registry::start_with_basic_auth(USER, PASSWORD) else {
+    let Some(s) = setup(
+        "push_and_pull_with_basic_authentication",
+        &[
+            "docker-registry",
+            "skopeo",
+            "ctr",
+            "runc",
+            "containerd-shim-runc-v2",
+        ],
+    ) else {
         return;
     };
+    let reg = Registry::start_with_basic_auth(USER, PASSWORD).expect("docker-registry installed");
     let ns = "berth-auth";
     let name = reg.reference("auth/busybox:1");
-    let pusher = Berthd::start();
-    let archive = TestImages::get().archive("busybox");
-    ok(
-        pusher.ctr(ns, &["images", "import", archive.to_str().unwrap()]),
-        "ctr images import",
-    );
+    let pusher = s.berthd_with(ns, "busybox", true);
     let local = TestImages::import_name("busybox");
     let listed = ok(pusher.ctr(ns, &["images", "ls", "-q"]), "ctr images ls");
     assert!(listed.contains(&local), "{listed}");

@@ -4,21 +4,21 @@
 //! finally to the upstream; a push goes to the upstream, never to a pull-only mirror.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use berth_integration_tests::registry::{Registry, TestImages};
-use berth_integration_tests::{enabled, ok, workspace_bin, Berthd};
+use berth_integration_tests::cli::{berth_with, Input};
+use berth_integration_tests::{ok, setup, Berthd};
 
+/// `berth ARGS` with `BERTH_HOSTS_DIR=hosts_dir`.
 fn berth(b: &Berthd, ns: &str, hosts_dir: &Path, args: &[&str]) -> Output {
-    Command::new(workspace_bin("berth"))
-        .arg("--address")
-        .arg(b.address())
-        .args(["--namespace", ns])
-        .args(args)
-        .env("BERTH_HOSTS_DIR", hosts_dir)
-        .env_remove("DOCKER_CONFIG")
-        .output()
-        .expect("run berth")
+    let hosts_dir = hosts_dir.to_str().expect("utf-8 hosts dir");
+    berth_with(
+        &b.address(),
+        ns,
+        args,
+        &[("BERTH_HOSTS_DIR", hosts_dir)],
+        Input::Null,
+    )
 }
 
 fn hosts_toml(dir: &Path, host: &str, mirrors: &[String]) {
@@ -45,15 +45,19 @@ fn dead_port() -> u16 {
 
 #[test]
 fn pulls_go_through_mirrors_and_fall_back_to_the_upstream() {
-    if !enabled("pulls_go_through_mirrors_and_fall_back_to_the_upstream") {
-        return;
-    }
-    let (Some(mirror), Some(upstream), Some(empty)) =
-        (Registry::start(), Registry::start(), Registry::start())
-    else {
+    let Some(s) = setup(
+        "pulls_go_through_mirrors_and_fall_back_to_the_upstream",
+        &[
+            "docker-registry",
+            "skopeo",
+            "runc",
+            "containerd-shim-runc-v2",
+        ],
+    ) else {
         return;
     };
-    let images = TestImages::get();
+    let (mirror, upstream, empty) = (s.registry(), s.registry(), s.registry());
+    let images = s.images;
     mirror.push_oci_layout(&images.layout("busybox"), "busybox:latest");
     upstream.push_oci_layout(&images.layout("layers"), "layers:latest");
     let busybox = mirror.manifest_digest("busybox", "latest").unwrap();

@@ -3,10 +3,11 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_core::Digest;
-use berth_integration_tests::{ctr, ctr_with_file, enabled, ok, Berthd};
+use berth_integration_tests::gate::have_tools;
+use berth_integration_tests::{ctr, ctr_with_file, enabled, ok, wait_until, Berthd};
 
 fn ingest_data_sizes(b: &Berthd) -> Vec<u64> {
     let dir = b.root().join("io.containerd.content.v1.content/ingest");
@@ -22,7 +23,12 @@ fn ingest_data_sizes(b: &Berthd) -> Vec<u64> {
 
 #[test]
 fn ingest_interrupted_by_kill9_resumes_after_restart() {
-    if !enabled("ingest_interrupted_by_kill9_resumes_after_restart") {
+    if !enabled("ingest_interrupted_by_kill9_resumes_after_restart")
+        || !have_tools(
+            "ingest_interrupted_by_kill9_resumes_after_restart",
+            &["ctr"],
+        )
+    {
         return;
     }
     let mut b = Berthd::start();
@@ -51,11 +57,9 @@ fn ingest_interrupted_by_kill9_resumes_after_restart() {
     let mut stdin = first.stdin.take().unwrap();
     stdin.write_all(&data[..3 * 1024 * 1024]).unwrap();
     stdin.flush().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ingest_data_sizes(&b).iter().all(|&s| s < 1024 * 1024) {
-        assert!(Instant::now() < deadline, "ingest never reached 1 MiB");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(20), "the ingest to reach 1 MiB", || {
+        ingest_data_sizes(&b).iter().any(|&s| s >= 1024 * 1024)
+    });
     b.kill9();
     let _ = first.kill();
     let _ = first.wait();
@@ -97,7 +101,12 @@ fn ingest_interrupted_by_kill9_resumes_after_restart() {
 
 #[test]
 fn gc_removes_unreferenced_blobs_and_keeps_rooted_and_referenced() {
-    if !enabled("gc_removes_unreferenced_blobs_and_keeps_rooted_and_referenced") {
+    if !enabled("gc_removes_unreferenced_blobs_and_keeps_rooted_and_referenced")
+        || !have_tools(
+            "gc_removes_unreferenced_blobs_and_keeps_rooted_and_referenced",
+            &["ctr"],
+        )
+    {
         return;
     }
     let b = Berthd::start();

@@ -12,8 +12,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_integration_tests::shim::{alive, eventually};
-use berth_integration_tests::{enabled, workspace_bin};
+use berth_integration_tests::gate::have_tools;
+use berth_integration_tests::shim::alive;
+use berth_integration_tests::tasks::running;
+use berth_integration_tests::{enabled, poll, wait_until, workspace_bin};
 use containerd_shim_protos::api::{
     CloseIORequest, ConnectRequest, CreateTaskRequest, DeleteRequest, DeleteResponse, Empty,
     ExecProcessRequest, KillRequest, ResizePtyRequest, ShutdownRequest, StartRequest, StateRequest,
@@ -148,7 +150,9 @@ fn mkfifo(path: &Path) {
 
 #[test]
 fn task_api_over_ttrpc() {
-    if !enabled("task_api_over_ttrpc") {
+    if !enabled("task_api_over_ttrpc")
+        || !have_tools("task_api_over_ttrpc", &["runc", "/bin/busybox"])
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -341,11 +345,11 @@ fn task_api_over_ttrpc() {
     )
     .unwrap();
     assert!(
-        eventually(Duration::from_secs(5), || {
+        poll(Duration::from_secs(5), || {
             let text = fs::read_to_string(&log).unwrap_or_default();
             text.contains("through stdin\n") && text.contains("37 91")
         }),
-        "{:?}",
+        "the log lacks the stdin line and the terminal size: {:?}",
         fs::read_to_string(&log)
     );
 
@@ -425,9 +429,10 @@ fn task_api_over_ttrpc() {
             ..Default::default()
         },
     );
-    assert!(
-        eventually(Duration::from_secs(5), || !alive(shim.pid)),
-        "shim exits after shutdown"
+    wait_until(
+        Duration::from_secs(5),
+        "the shim to exit after shutdown",
+        || !running(shim.pid),
     );
     assert!(!Path::new(shim.address.trim_start_matches("unix://")).exists());
 
@@ -464,7 +469,12 @@ fn task_api_over_ttrpc() {
 
 #[test]
 fn delete_cleans_up_after_a_killed_shim() {
-    if !enabled("delete_cleans_up_after_a_killed_shim") {
+    if !enabled("delete_cleans_up_after_a_killed_shim")
+        || !have_tools(
+            "delete_cleans_up_after_a_killed_shim",
+            &["runc", "/bin/busybox"],
+        )
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -489,7 +499,9 @@ fn delete_cleans_up_after_a_killed_shim() {
         .args(["-9", &shim.pid.to_string()])
         .status()
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || !alive(shim.pid)));
+    wait_until(Duration::from_secs(5), "the killed shim to be gone", || {
+        !running(shim.pid)
+    });
     assert!(alive(pid), "the container outlives its shim");
 
     let out = Command::new(workspace_bin("containerd-shim-berth-v2"))
@@ -513,10 +525,9 @@ fn delete_cleans_up_after_a_killed_shim() {
     let resp = DeleteResponse::parse_from_bytes(&out.stdout).unwrap();
     assert_eq!((resp.pid, resp.exit_status), (pid, 137));
     assert!(resp.exited_at.is_some());
-    assert!(
-        eventually(Duration::from_secs(5), || !alive(pid)),
-        "container killed"
-    );
+    wait_until(Duration::from_secs(5), "the container to be killed", || {
+        !running(pid)
+    });
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&bundle.join("rootfs").display().to_string()),

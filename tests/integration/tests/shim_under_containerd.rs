@@ -9,26 +9,19 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use berth_integration_tests::cli::{clean_env, run_limited, Input, BERTH_TIMEOUT};
 use berth_integration_tests::shim::{
-    alive, eventually, parent_pid, rss_kib, task_row, ShimContainerd, BUSYBOX, RUNTIME,
+    hugetlb_for_crun, parent_pid, rss_kib, task_row, ShimContainerd, BUSYBOX, RUNTIME,
 };
-use berth_integration_tests::{enabled, ok};
+use berth_integration_tests::tasks::running;
+use berth_integration_tests::{ok, poll, setup as harness_setup, unmet, wait_until};
 
-fn setup(test: &str) -> Option<ShimContainerd> {
-    if !enabled(test) {
-        return None;
-    }
-    for tool in ["runc", "ctr", "containerd"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            eprintln!("SKIP {test}: {tool} not installed");
-            return None;
-        }
-    }
-    let c = ShimContainerd::start(&[]);
-    if c.is_none() {
-        eprintln!("SKIP {test}: containerd not installed");
-    }
-    c
+/// The gate (root tests on; runc, ctr, containerd and `tools` installed) and a containerd
+/// that finds the berth shim, with busybox imported.
+fn setup(test: &str, tools: &[&str]) -> Option<ShimContainerd> {
+    let tools = [&["runc", "ctr", "containerd"][..], tools].concat();
+    harness_setup(test, &tools)?;
+    ShimContainerd::start(&[])
 }
 
 /// `ctr run --rm --runtime io.containerd.berth.v2 busybox ID ARGS...`
@@ -40,7 +33,7 @@ fn run_rm<'a>(id: &'a str, args: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn run_prints_and_exit_codes_propagate() {
-    let Some(c) = setup("run_prints_and_exit_codes_propagate") else {
+    let Some(c) = setup("run_prints_and_exit_codes_propagate", &[]) else {
         return;
     };
     let out = c.ctr(&run_rm("t1", &["echo", "hi"]));
@@ -75,7 +68,7 @@ fn run_prints_and_exit_codes_propagate() {
 
 #[test]
 fn detached_task_lifecycle_with_events() {
-    let Some(c) = setup("detached_task_lifecycle_with_events") else {
+    let Some(c) = setup("detached_task_lifecycle_with_events", &[]) else {
         return;
     };
     let events = c.events();
@@ -152,27 +145,29 @@ fn detached_task_lifecycle_with_events() {
 
     // sleep as pid 1 ignores SIGTERM: kill it for good.
     ok(c.ctr(&["task", "kill", "-s", "SIGKILL", id]), "kill");
-    assert!(eventually(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), &format!("{id} STOPPED"), || {
         task_row(&ok(c.ctr(&["task", "ls"]), "ls"), id).is_some_and(|r| r.1 == "STOPPED")
-    }));
+    });
     ok(c.ctr(&["task", "delete", id]), "task delete");
     ok(c.ctr(&["container", "rm", id]), "container rm");
-    assert!(
-        eventually(Duration::from_secs(10), || !alive(shim)),
-        "the shim exits after delete"
+    wait_until(
+        Duration::from_secs(10),
+        "the shim to exit after delete",
+        || !running(shim),
     );
     assert!(
         !Path::new(address.trim_start_matches("unix://")).exists(),
         "socket removed"
     );
 
-    eventually(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), "the delete event of t2", || {
         events
             .text()
             .lines()
             .any(|l| l.contains(" /tasks/delete ") && l.contains("\"t2\""))
     });
-    // Anything still in flight would be a duplicate: give it a moment to show.
+    // A pause that is the thing under test: no event may come twice, and an absence cannot be
+    // polled for; anything still in flight gets this long to show up as a duplicate.
     std::thread::sleep(Duration::from_millis(300));
     let text = events.text();
     let count = |topic: &str, needle: &str| {
@@ -209,23 +204,18 @@ fn detached_task_lifecycle_with_events() {
 
 #[test]
 fn terminal_is_a_real_tty() {
-    let Some(c) = setup("terminal_is_a_real_tty") else {
+    let Some(c) = setup("terminal_is_a_real_tty", &["script"]) else {
         return;
     };
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIP terminal_is_a_real_tty: script (util-linux) not installed");
-        return;
-    }
     // ctr -t needs a terminal of its own: script gives it one.
     let ctr = |cmd: &str| {
         let line = format!(
             "ctr --address {} run -t --rm --runtime {RUNTIME} {BUSYBOX} t3 {cmd}",
             c.containerd.address().display()
         );
-        Command::new("script")
-            .args(["-eqc", &line, "/dev/null"])
-            .output()
-            .unwrap()
+        let mut script = Command::new("script");
+        clean_env(&mut script).args(["-eqc", &line, "/dev/null"]);
+        run_limited(script, Input::Null, BERTH_TIMEOUT)
     };
     let out = ctr("tty");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -270,7 +260,7 @@ fn terminal_is_a_real_tty() {
 
 #[test]
 fn stdin_and_log_uris() {
-    let Some(c) = setup("stdin_and_log_uris") else {
+    let Some(c) = setup("stdin_and_log_uris", &[]) else {
         return;
     };
     let out = c.ctr_stdin(&run_rm("t4", &["cat"]), b"hello stdin\n");
@@ -332,30 +322,23 @@ fn stdin_and_log_uris() {
         String::from_utf8_lossy(&out.stderr)
     );
     let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
-    assert!(eventually(Duration::from_secs(5), || read("out")
-        == "to-out\n"
-        && read("err") == "to-err\n"));
+    wait_until(
+        Duration::from_secs(5),
+        "the log URIs' files to hold the output",
+        || read("out") == "to-out\n" && read("err") == "to-err\n",
+    );
     assert_eq!(read("who"), "default/t6\n");
 }
 
 #[test]
 fn crun_through_runtime_options() {
-    let Some(c) = setup("crun_through_runtime_options") else {
+    let Some(c) = setup("crun_through_runtime_options", &["crun", "mountpoint"]) else {
         return;
     };
-    if Command::new("crun").arg("--version").output().is_err() {
-        eprintln!("SKIP crun_through_runtime_options: crun not installed");
+    if let Err(why) = hugetlb_for_crun() {
+        unmet("crun_through_runtime_options", &why);
         return;
     }
-    // crun refuses cgroup v1 "hybrid" hosts unless hugetlb is mounted too; mount it, and leave
-    // it mounted (see HugetlbMount).
-    match HugetlbMount::ensure() {
-        Ok(()) => {}
-        Err(why) => {
-            eprintln!("SKIP crun_through_runtime_options: {why}");
-            return;
-        }
-    };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("crun.toml");
     std::fs::write(&config, "BinaryName = \"crun\"\n").unwrap();
@@ -428,39 +411,9 @@ fn crun_through_runtime_options() {
     ok(c.ctr(&["task", "kill", "-s", "SIGKILL", "c3"]), "kill");
 }
 
-/// The cgroup v1 hugetlb hierarchy, mounted for crun if it was not, and left mounted: once
-/// mounted, the kernel has moved the hugetlb controller off cgroup2 for good, and an unmounted
-/// but live v1 hierarchy makes other cgroup v1 users (Go's cgroups library in the runc shim,
-/// whose `ctr task metrics` then fails) unable to find it. Mounted is the consistent state.
-struct HugetlbMount;
-
-impl HugetlbMount {
-    const DIR: &'static str = "/sys/fs/cgroup/hugetlb";
-
-    fn ensure() -> Result<(), String> {
-        let hybrid = Path::new("/sys/fs/cgroup/unified").exists();
-        let mounted = Command::new("mountpoint")
-            .args(["-q", Self::DIR])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !hybrid || mounted {
-            return Ok(());
-        }
-        std::fs::create_dir_all(Self::DIR).map_err(|e| format!("mkdir {}: {e}", Self::DIR))?;
-        let st = Command::new("mount")
-            .args(["-t", "cgroup", "-o", "hugetlb", "cgroup", Self::DIR])
-            .status();
-        if !st.is_ok_and(|s| s.success()) {
-            let _ = std::fs::remove_dir(Self::DIR);
-            return Err("cannot mount the hugetlb cgroup hierarchy".into());
-        }
-        Ok(())
-    }
-}
-
 #[test]
 fn oom_kill_is_reported() {
-    let Some(c) = setup("oom_kill_is_reported") else {
+    let Some(c) = setup("oom_kill_is_reported", &[]) else {
         return;
     };
     let events = c.events();
@@ -479,18 +432,18 @@ fn oom_kill_is_reported() {
         "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived",
     ]);
     assert_eq!(out.status.code(), Some(137), "{out:?}");
-    let seen = eventually(Duration::from_secs(10), || {
+    let seen = poll(Duration::from_secs(10), || {
         events
             .text()
             .lines()
             .any(|l| l.contains(" /tasks/oom ") && l.contains("\"t7\""))
     });
-    assert!(seen, "{}", events.text());
+    assert!(seen, "no /tasks/oom event of t7: {}", events.text());
 }
 
 #[test]
 fn killed_shim_is_cleaned_up_by_delete() {
-    let Some(c) = setup("killed_shim_is_cleaned_up_by_delete") else {
+    let Some(c) = setup("killed_shim_is_cleaned_up_by_delete", &[]) else {
         return;
     };
     ok(
@@ -514,13 +467,15 @@ fn killed_shim_is_cleaned_up_by_delete() {
         .unwrap();
     // containerd runs `containerd-shim-berth-v2 delete`: the container is killed, the rootfs
     // unmounted, the bundle removed.
-    assert!(
-        eventually(Duration::from_secs(10), || !alive(pid)),
-        "container killed"
+    wait_until(
+        Duration::from_secs(10),
+        "the container to be killed",
+        || !running(pid),
     );
-    assert!(
-        eventually(Duration::from_secs(10), || !c.bundle("t8").exists()),
-        "bundle removed"
+    wait_until(
+        Duration::from_secs(10),
+        "the bundle of t8 to be removed",
+        || !c.bundle("t8").exists(),
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
@@ -533,7 +488,7 @@ fn killed_shim_is_cleaned_up_by_delete() {
 
 #[test]
 fn containerd_restart_reconnects() {
-    let Some(mut c) = setup("containerd_restart_reconnects") else {
+    let Some(mut c) = setup("containerd_restart_reconnects", &[]) else {
         return;
     };
     ok(
@@ -556,15 +511,17 @@ fn containerd_restart_reconnects() {
     let out = c.ctr(&["task", "exec", "--exec-id", "x", "t9", "sh", "-c", "exit 4"]);
     assert_eq!(out.status.code(), Some(4));
     ok(c.ctr(&["task", "kill", "-s", "SIGKILL", "t9"]), "kill");
-    assert!(eventually(Duration::from_secs(10), || {
-        c.ctr(&["task", "delete", "t9"]).status.success()
-    }));
+    wait_until(
+        Duration::from_secs(10),
+        "ctr task delete t9 to succeed",
+        || c.ctr(&["task", "delete", "t9"]).status.success(),
+    );
     ok(c.ctr(&["container", "rm", "t9"]), "container rm");
 }
 
 #[test]
 fn shim_memory_beside_the_runc_shim() {
-    let Some(c) = setup("shim_memory_beside_the_runc_shim") else {
+    let Some(c) = setup("shim_memory_beside_the_runc_shim", &[]) else {
         return;
     };
     ok(
@@ -593,6 +550,8 @@ fn shim_memory_beside_the_runc_shim() {
         ]),
         "runc",
     );
+    // A pause that is part of the measurement: the shims' memory when idle, after the
+    // allocations of starting a task have settled.
     std::thread::sleep(Duration::from_millis(500));
     let table = ok(c.ctr(&["task", "ls"]), "ls");
     let rss = |id: &str| {

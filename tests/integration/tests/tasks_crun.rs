@@ -4,51 +4,29 @@
 //! the v1 hugetlb hierarchy if needed and leaves it mounted (unmounting it would leave a live
 //! but unmounted hierarchy that breaks cgroup v1 users).
 
-use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use berth_integration_tests::registry::TestImages;
-use berth_integration_tests::{enabled, ok, Berthd};
+use berth_integration_tests::shim::{hugetlb_for_crun, task_row};
+use berth_integration_tests::{ok, setup, unmet, wait_until};
 
 const IMAGE: &str = "docker.io/library/busybox:latest";
-
-fn crun_ready(test: &str) -> bool {
-    if Command::new("crun").arg("--version").output().is_err() {
-        eprintln!("SKIP {test}: crun not installed (apt-get install crun)");
-        return false;
-    }
-    let dir = "/sys/fs/cgroup/hugetlb";
-    let hybrid = Path::new("/sys/fs/cgroup/unified").exists();
-    let mounted = Command::new("mountpoint")
-        .args(["-q", dir])
-        .status()
-        .is_ok_and(|s| s.success());
-    if hybrid && !mounted {
-        let _ = std::fs::create_dir_all(dir);
-        let st = Command::new("mount")
-            .args(["-t", "cgroup", "-o", "hugetlb", "cgroup", dir])
-            .status();
-        if !st.is_ok_and(|s| s.success()) {
-            eprintln!("SKIP {test}: cannot mount the hugetlb v1 hierarchy crun needs here");
-            return false;
-        }
-    }
-    true
-}
 
 #[test]
 fn crun_runs_containers_under_berthd() {
     let test = "crun_runs_containers_under_berthd";
-    if !enabled(test) || !crun_ready(test) {
+    let Some(s) = setup(
+        test,
+        &["crun", "ctr", "containerd-shim-runc-v2", "mountpoint"],
+    ) else {
+        return;
+    };
+    if let Err(why) = hugetlb_for_crun() {
+        unmet(test, &why);
         return;
     }
     let ns = "berth-crun";
-    let b = Berthd::start();
-    let archive = TestImages::get().archive("busybox");
-    ok(
-        b.ctr(ns, &["images", "import", archive.to_str().unwrap()]),
-        "ctr images import",
-    );
+    let b = s.berthd_with(ns, "busybox", true);
     // Debian's Go runc shim with BinaryName=crun.
     let out = ok(
         b.ctr(
@@ -110,7 +88,10 @@ fn crun_runs_containers_under_berthd() {
         .unwrap();
     let state_json = String::from_utf8_lossy(&state.stdout).into_owned();
     ok(b.ctr(ns, &["task", "kill", "-s", "SIGKILL", "cr4"]), "kill");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_until(Duration::from_secs(10), "cr4 STOPPED", || {
+        task_row(&ok(b.ctr(ns, &["task", "ls"]), "ctr task ls"), "cr4")
+            .is_some_and(|(_, status)| status == "STOPPED")
+    });
     let _ = b.ctr(ns, &["task", "delete", "cr4"]);
     let _ = b.ctr(ns, &["container", "rm", "cr4"]);
     assert!(

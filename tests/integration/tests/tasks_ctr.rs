@@ -6,51 +6,38 @@
 //! after the restart, still usable, with the real exit status of a task that ended while berthd
 //! was down and a clean-up for a shim that died meanwhile.
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use berth_integration_tests::registry::TestImages;
-use berth_integration_tests::tasks::{shim_pids, FollowedLines, TaskCleanup};
-use berth_integration_tests::{enabled, fails, ok, Berthd};
+use berth_integration_tests::cli::{clean_env, run_limited, Input, BERTH_TIMEOUT};
+use berth_integration_tests::tasks::{running, shim_pids, FollowedLines, TaskCleanup};
+use berth_integration_tests::{
+    fails, ok, setup as harness_setup, wait_until, workspace_bin, Berthd, Runtime,
+};
 
 const IMAGE: &str = "docker.io/library/busybox:latest";
 
-thread_local! {
-    /// The runtime the current test runs its containers with.
-    static RUNTIME: std::cell::Cell<&'static str> = const { std::cell::Cell::new("io.containerd.runc.v2") };
-}
-
-/// `ctr run` arguments with the current test's `--runtime`.
-fn run_args<'a>(rest: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["run", "--runtime", RUNTIME.with(|r| r.get())];
+/// `ctr run` arguments with the test's `--runtime`.
+fn run_args<'a>(rt: Runtime, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "--runtime", rt.name()];
     v.extend_from_slice(rest);
     v
 }
 
-/// The test's namespace, distinct per runtime (cgroup paths are keyed by namespace and id).
-fn ns_for(base: &'static str) -> &'static str {
-    if RUNTIME.with(|r| r.get()) == "io.containerd.runc.v2" {
-        base
-    } else {
-        Box::leak(format!("{base}-bshim").into_boxed_str())
-    }
-}
-
-/// Run every lifecycle test with Debian's Go runc shim and with berth's own shim.
+/// Run every lifecycle test with Debian's Go runc shim and with berth's own shim: the runtime
+/// is the test function's parameter.
 macro_rules! with_both_shims {
     ($($test:ident),* $(,)?) => {
         mod runc_shim {
             $(#[test]
             fn $test() {
-                super::RUNTIME.with(|r| r.set("io.containerd.runc.v2"));
-                super::$test()
+                super::$test(super::Runtime::RuncShim)
             })*
         }
         mod berth_shim {
             $(#[test]
             fn $test() {
-                super::RUNTIME.with(|r| r.set("io.containerd.berth.v2"));
-                super::$test()
+                super::$test(super::Runtime::BerthShim)
             })*
         }
     };
@@ -64,27 +51,11 @@ with_both_shims!(
     tasks_survive_a_berthd_kill9,
 );
 
-fn setup(test: &str, ns: &str) -> Option<Berthd> {
-    if !enabled(test) {
-        return None;
-    }
-    for tool in ["containerd-shim-runc-v2", "runc"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            eprintln!("SKIP {test}: {tool} not installed (apt-get install containerd runc)");
-            return None;
-        }
-    }
-    let b = Berthd::start();
-    let archive = TestImages::get().archive("busybox");
-    ok(
-        b.ctr(ns, &["images", "import", archive.to_str().unwrap()]),
-        "ctr images import",
-    );
-    Some(b)
+/// The gate (root tests on, runc and the Go runc shim installed) and a berthd with busybox
+/// imported and unpacked in namespace `ns`.
+fn setup(test: &str, ns: &str, tools: &[&str]) -> Option<Berthd> {
+    let tools = [&["containerd-shim-runc-v2", "runc", "ctr"][..], tools].concat();
+    Some(harness_setup(test, &tools)?.berthd_with(ns, "busybox", true))
 }
 
 /// The shim process serving task `id`.
@@ -98,17 +69,6 @@ fn shim_of(b: &Berthd, id: &str) -> u32 {
                 .any(|w| w[0] == b"-id" && w[1] == id.as_bytes())
         })
         .unwrap_or_else(|| panic!("no shim for task {id}"))
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 /// `ctr task ls` as (id, pid, status) rows.
@@ -186,9 +146,11 @@ impl Events {
 
     /// Wait (up to 10 s) until `topic` was seen for `id`; all lines so far.
     fn wait_for(&self, topic: &str, id: &str) -> String {
-        wait_until(Duration::from_secs(10), || {
-            topics_for(&self.0.text(), id).iter().any(|t| t == topic)
-        });
+        wait_until(
+            Duration::from_secs(10),
+            &format!("event {topic} of {id}"),
+            || topics_for(&self.0.text(), id).iter().any(|t| t == topic),
+        );
         self.0.text()
     }
 }
@@ -204,15 +166,22 @@ fn topics_for(events: &str, id: &str) -> Vec<String> {
         .collect()
 }
 
-fn run_in_the_foreground_prints_and_exits_with_the_task() {
-    let ns = ns_for("berth-tasks-fg");
-    let Some(b) = setup("run_in_the_foreground_prints_and_exits_with_the_task", ns) else {
+fn run_in_the_foreground_prints_and_exits_with_the_task(rt: Runtime) {
+    let ns = &rt.ns("berth-tasks-fg");
+    let Some(b) = setup(
+        "run_in_the_foreground_prints_and_exits_with_the_task",
+        ns,
+        &[],
+    ) else {
         return;
     };
     let _cleanup = TaskCleanup::new(b.address(), ns);
-    let out = b.ctr(ns, &run_args(&["--rm", IMAGE, "fg1", "echo", "hi"]));
+    let out = b.ctr(ns, &run_args(rt, &["--rm", IMAGE, "fg1", "echo", "hi"]));
     assert_eq!(ok(out, "ctr run echo hi"), "hi\n");
-    let out = b.ctr(ns, &run_args(&["--rm", IMAGE, "fg2", "sh", "-c", "exit 7"]));
+    let out = b.ctr(
+        ns,
+        &run_args(rt, &["--rm", IMAGE, "fg2", "sh", "-c", "exit 7"]),
+    );
     assert_eq!(code(&out), 7, "{}", String::from_utf8_lossy(&out.stderr));
     // --rm removed the containers and their snapshots; no task and no bundle is left.
     assert_eq!(ok(b.ctr(ns, &["containers", "ls", "-q"]), "ctr c ls"), "");
@@ -235,40 +204,34 @@ fn run_in_the_foreground_prints_and_exits_with_the_task() {
     assert!(shim_pids(&b.address()).is_empty(), "shims left running");
 }
 
-fn run_with_a_terminal() {
-    let ns = ns_for("berth-tasks-tty");
-    let Some(b) = setup("run_with_a_terminal", ns) else {
+fn run_with_a_terminal(rt: Runtime) {
+    let ns = &rt.ns("berth-tasks-tty");
+    let Some(b) = setup("run_with_a_terminal", ns, &["script"]) else {
         return;
     };
     let _cleanup = TaskCleanup::new(b.address(), ns);
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIP run_with_a_terminal: script (bsdutils) not installed");
-        return;
-    }
     let cmd = format!(
         "ctr --address {} --namespace {ns} run --runtime {} --rm -t {IMAGE} tty1 tty",
         b.address().display(),
-        RUNTIME.with(|r| r.get())
+        rt.name()
     );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script");
+    let mut script = Command::new("script");
+    clean_env(&mut script).args(["-qec", &cmd, "/dev/null"]);
+    let out = run_limited(script, Input::Null, BERTH_TIMEOUT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("/dev/pts/0"), "{stdout:?}");
 }
 
-fn detached_task_lifecycle_with_events() {
-    let ns = ns_for("berth-tasks-detached");
-    let Some(b) = setup("detached_task_lifecycle_with_events", ns) else {
+fn detached_task_lifecycle_with_events(rt: Runtime) {
+    let ns = &rt.ns("berth-tasks-detached");
+    let Some(b) = setup("detached_task_lifecycle_with_events", ns, &[]) else {
         return;
     };
     let _cleanup = TaskCleanup::new(b.address(), ns);
     let events = Events::start(&b, ns);
     ok(
-        b.ctr(ns, &run_args(&["-d", IMAGE, "d1", "sleep", "1000"])),
+        b.ctr(ns, &run_args(rt, &["-d", IMAGE, "d1", "sleep", "1000"])),
         "ctr run -d",
     );
     let listed = tasks(&b, ns);
@@ -325,12 +288,9 @@ fn detached_task_lifecycle_with_events() {
         b.ctr(ns, &["task", "kill", "-s", "SIGKILL", "d1"]),
         "ctr task kill",
     );
-    assert!(
-        wait_until(Duration::from_secs(10), || status(&b, ns, "d1")
-            == "STOPPED"),
-        "{:?}",
-        tasks(&b, ns)
-    );
+    wait_until(Duration::from_secs(10), "d1 STOPPED", || {
+        status(&b, ns, "d1") == "STOPPED"
+    });
     assert_eq!(delete_task(&b, ns, "d1"), 137);
     assert!(tasks(&b, ns).is_empty());
     let err = fails(b.ctr(ns, &["task", "delete", "d1"]), "delete twice");
@@ -363,14 +323,14 @@ fn detached_task_lifecycle_with_events() {
     assert!(exit.contains("\"exit_status\":137"), "{exit}");
 }
 
-fn a_shim_killed_under_berthd_is_cleaned_up() {
-    let ns = ns_for("berth-tasks-deadshim");
-    let Some(b) = setup("a_shim_killed_under_berthd_is_cleaned_up", ns) else {
+fn a_shim_killed_under_berthd_is_cleaned_up(rt: Runtime) {
+    let ns = &rt.ns("berth-tasks-deadshim");
+    let Some(b) = setup("a_shim_killed_under_berthd_is_cleaned_up", ns, &[]) else {
         return;
     };
     let _cleanup = TaskCleanup::new(b.address(), ns);
     ok(
-        b.ctr(ns, &run_args(&["-d", IMAGE, "k1", "sleep", "1000"])),
+        b.ctr(ns, &run_args(rt, &["-d", IMAGE, "k1", "sleep", "1000"])),
         "ctr run -d",
     );
     let events = Events::start(&b, ns);
@@ -392,16 +352,16 @@ fn a_shim_killed_under_berthd_is_cleaned_up() {
     assert_eq!(status(&b, ns, "k1"), "RUNNING");
 }
 
-fn tasks_survive_a_berthd_kill9() {
-    let ns = ns_for("berth-tasks-restart");
-    let Some(mut b) = setup("tasks_survive_a_berthd_kill9", ns) else {
+fn tasks_survive_a_berthd_kill9(rt: Runtime) {
+    let ns = &rt.ns("berth-tasks-restart");
+    let Some(mut b) = setup("tasks_survive_a_berthd_kill9", ns, &[]) else {
         return;
     };
     let _cleanup = TaskCleanup::new(b.address(), ns);
     let ids = ["s1", "s2", "s3", "s4", "s5"];
     for id in ids {
         ok(
-            b.ctr(ns, &run_args(&["-d", IMAGE, id, "sleep", "1000"])),
+            b.ctr(ns, &run_args(rt, &["-d", IMAGE, id, "sleep", "1000"])),
             "ctr run -d",
         );
     }
@@ -409,12 +369,12 @@ fn tasks_survive_a_berthd_kill9() {
     ok(
         b.ctr(
             ns,
-            &run_args(&["-d", IMAGE, "ends", "sh", "-c", "sleep 2; exit 5"]),
+            &run_args(rt, &["-d", IMAGE, "ends", "sh", "-c", "sleep 2; exit 5"]),
         ),
         "ctr run -d ends",
     );
     ok(
-        b.ctr(ns, &run_args(&["-d", IMAGE, "orphan", "sleep", "1000"])),
+        b.ctr(ns, &run_args(rt, &["-d", IMAGE, "orphan", "sleep", "1000"])),
         "ctr run -d orphan",
     );
     let pids: Vec<(String, String, String)> = tasks(&b, ns);
@@ -426,7 +386,21 @@ fn tasks_survive_a_berthd_kill9() {
         .args(["-9", &orphan_shim.to_string()])
         .status()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    // Not a pause: wait until "ends" has exited and the orphan's shim is gone, so both
+    // happened while berthd was down.
+    let ends_pid: u32 = pids
+        .iter()
+        .find(|t| t.0 == "ends")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    wait_until(Duration::from_secs(20), "task ends to exit", || {
+        !running(ends_pid)
+    });
+    wait_until(Duration::from_secs(10), "the orphan's shim to die", || {
+        !running(orphan_shim)
+    });
     b.restart();
 
     let after = tasks(&b, ns);
@@ -473,20 +447,15 @@ fn tasks_survive_a_berthd_kill9() {
         );
     }
     for id in ids {
-        assert!(
-            wait_until(Duration::from_secs(10), || status(&b, ns, id) == "STOPPED"),
-            "{id}: {:?}",
-            tasks(&b, ns)
-        );
+        wait_until(Duration::from_secs(10), &format!("{id} STOPPED"), || {
+            status(&b, ns, id) == "STOPPED"
+        });
         assert_eq!(delete_task(&b, ns, id), 137, "{id}");
     }
     assert!(tasks(&b, ns).is_empty());
-    assert!(
-        wait_until(Duration::from_secs(5), || shim_pids(&b.address())
-            .is_empty()),
-        "shims left: {:?}",
-        shim_pids(&b.address())
-    );
+    wait_until(Duration::from_secs(5), "no shim left", || {
+        shim_pids(&b.address()).is_empty()
+    });
     let bundles = b
         .dir
         .path()
@@ -501,28 +470,23 @@ fn tasks_survive_a_berthd_kill9() {
 
 #[test]
 fn berthd_publish_forwards_an_event() {
-    let ns = ns_for("berth-tasks-publish");
-    if !enabled("berthd_publish_forwards_an_event") {
+    let ns = "berth-tasks-publish";
+    let Some(s) = harness_setup("berthd_publish_forwards_an_event", &["ctr"]) else {
         return;
-    }
-    let b = Berthd::start();
+    };
+    let b = s.berthd();
     let events = Events::start(&b, ns);
     // A protobuf Any holding containerd.events.TaskOOM{container_id: "x1"}, as a shim writes it.
     let type_url = b"containerd.events.TaskOOM";
     let mut any = vec![0x0a, type_url.len() as u8];
     any.extend_from_slice(type_url);
     any.extend_from_slice(&[0x12, 4, 0x0a, 2, b'x', b'1']);
-    let mut child = Command::new(berth_integration_tests::workspace_bin("berthd"))
+    let mut publish = Command::new(workspace_bin("berthd"));
+    clean_env(&mut publish)
         .arg("--address")
         .arg(b.address())
-        .args(["publish", "--topic", "/tasks/oom", "--namespace", ns])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn berthd publish");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(&any).unwrap();
-    let out = child.wait_with_output().unwrap();
+        .args(["publish", "--topic", "/tasks/oom", "--namespace", ns]);
+    let out = run_limited(publish, Input::Bytes(&any), BERTH_TIMEOUT);
     assert!(
         out.status.success(),
         "{}",

@@ -3,8 +3,9 @@
 //! the archives, pulls the images over plain HTTP and mounts them to the tree `EXPECTED.json`
 //! describes. containerd's tree is the reference that berthd must match later.
 
+use berth_integration_tests::gate::have_tools;
 use berth_integration_tests::registry::{check_tree, sha256_digest, Registry, TestImages};
-use berth_integration_tests::{enabled, ok, Containerd};
+use berth_integration_tests::{ok, setup, Containerd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,22 +48,9 @@ impl Drop for Mounted<'_> {
     }
 }
 
-fn have_tools(test: &str) -> bool {
-    for (bin, pkg) in [
-        ("/usr/bin/python3", "python3"),
-        ("/bin/busybox", "busybox-static"),
-    ] {
-        if !Path::new(bin).exists() {
-            eprintln!("SKIP {test}: {bin} missing (apt-get install {pkg})");
-            return false;
-        }
-    }
-    true
-}
-
 #[test]
 fn images_are_deterministic() {
-    if !have_tools("images_are_deterministic") {
+    if !have_tools("images_are_deterministic", &["python3", "/bin/busybox"]) {
         return;
     }
     let a = TestImages::get();
@@ -161,7 +149,12 @@ fn registry_with_images(images: &TestImages) -> Registry {
 
 #[test]
 fn registry_serves_pushed_images() {
-    if !enabled("registry_serves_pushed_images") || !have_tools("registry") {
+    if setup(
+        "registry_serves_pushed_images",
+        &["docker-registry", "skopeo"],
+    )
+    .is_none()
+    {
         return;
     }
     let images = TestImages::get();
@@ -204,7 +197,7 @@ fn registry_serves_pushed_images() {
 
 #[test]
 fn containerd_imports_archives() {
-    if !enabled("containerd_imports_archives") || !have_tools("import") {
+    if setup("containerd_imports_archives", &["containerd", "ctr"]).is_none() {
         return;
     }
     let images = TestImages::get();
@@ -238,7 +231,12 @@ fn containerd_imports_archives() {
 
 #[test]
 fn containerd_pulls_from_registry_and_matches_expected() {
-    if !enabled("containerd_pulls_from_registry_and_matches_expected") || !have_tools("pull") {
+    if setup(
+        "containerd_pulls_from_registry_and_matches_expected",
+        &["docker-registry", "skopeo", "containerd", "ctr"],
+    )
+    .is_none()
+    {
         return;
     }
     let images = TestImages::get();
@@ -307,7 +305,12 @@ fn containerd_pulls_from_registry_and_matches_expected() {
 #[test]
 #[ignore]
 fn large_image_pushes_and_pulls() {
-    if !enabled("large_image_pushes_and_pulls") || !have_tools("large") {
+    if setup(
+        "large_image_pushes_and_pulls",
+        &["docker-registry", "skopeo", "containerd", "ctr"],
+    )
+    .is_none()
+    {
         return;
     }
     let t = std::time::Instant::now();

@@ -15,7 +15,7 @@ use berth_core::images::ImageStore;
 use berth_core::snapshots::Snapshotter;
 use berth_images::{gc_snapshot_label, UnpackOptions, Unpacked};
 use berth_integration_tests::registry::{check_tree, TestImages};
-use berth_integration_tests::{ctr, enabled, ok, Berthd, Containerd};
+use berth_integration_tests::{ctr, ok, setup, Containerd};
 use tonic::transport::Channel;
 
 const SNAPSHOTTER: &str = "overlayfs";
@@ -197,11 +197,11 @@ async fn exercise(d: &Daemon<'_>, images: &TestImages) {
 
 #[tokio::test]
 async fn unpack_through_berthd() {
-    if !enabled("unpack_through_berthd") {
+    let Some(s) = setup("unpack_through_berthd", &["ctr"]) else {
         return;
-    }
-    let images = TestImages::get();
-    let berthd = Berthd::start();
+    };
+    let images = s.images;
+    let berthd = s.berthd();
     let address = berthd.address();
     let d = Daemon {
         name: "berthd",
@@ -212,14 +212,13 @@ async fn unpack_through_berthd() {
 
 #[tokio::test]
 async fn unpack_through_containerd() {
-    if !enabled("unpack_through_containerd") {
-        return;
-    }
-    let Some(containerd) = Containerd::start() else {
-        eprintln!("SKIP unpack_through_containerd: containerd not installed");
+    let Some(s) = setup("unpack_through_containerd", &["ctr", "containerd"]) else {
         return;
     };
-    let images = TestImages::get();
+    let Some(containerd) = Containerd::start() else {
+        return;
+    };
+    let images = s.images;
     let address = containerd.address();
     let d = Daemon {
         name: "containerd",
