@@ -15,6 +15,7 @@ export BERTH_SKIP_LOG
 not_run=$(mktemp /tmp/berth-not-run.XXXXXX)
 trap 'rm -f "$log" "$BERTH_SKIP_LOG" "$not_run"' EXIT
 status=0
+failed_steps=()
 
 step() {
   echo "==> $*"
@@ -22,6 +23,7 @@ step() {
   local rc=${PIPESTATUS[0]}
   if [ "$rc" -ne 0 ]; then
     echo "==> FAILED ($rc): $*"
+    failed_steps+=("$*")
     status=1
   fi
 }
@@ -70,5 +72,8 @@ fi
 if [ "$ignored" -gt 0 ]; then
   echo "skipped: $ignored tests marked #[ignore] (run with -- --ignored)"
 fi
+for s in "${failed_steps[@]}"; do
+  echo "failed step: $s"
+done
 echo "$passed passed, $failed failed, $skipped skipped"
 exit $status

@@ -8,7 +8,7 @@
 //! - `require` (what `.ci/run` and `scripts/test.sh` as root use): an unmet precondition, or not
 //!   being root, FAILS the test, naming what is missing.
 //!
-//! A skip is never silent: [`skip`] prints `SKIP <test>: <reason>` to stderr and appends
+//! A skip is never silent: [`skip`] prints `SKIP <test>: <reason>` to stderr (uncaptured) and appends
 //! `<test>: <reason>` to the file named by `BERTH_SKIP_LOG` (when set), which `scripts/test.sh`
 //! reads to count the test as skipped rather than passed.
 
@@ -58,10 +58,15 @@ fn skip_log() -> Option<std::path::PathBuf> {
 }
 
 fn record_skip(log: Option<&std::path::Path>, test: &str, reason: &str) {
-    eprintln!("SKIP {test}: {reason}");
-    let Some(path) = log else {
-        return;
-    };
+    // Straight to the stderr file descriptor: `eprintln!` in a test is captured by libtest and
+    // shown only when the test fails, and a skip must show when it passes.
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
+    if let Some(path) = log {
+        append_skip(path, test, reason);
+    }
+}
+
+fn append_skip(path: &std::path::Path, test: &str, reason: &str) {
     let line = format!("{}::{test}: {reason}\n", binary_name());
     let written = std::fs::OpenOptions::new()
         .create(true)
@@ -288,8 +293,8 @@ mod tests {
     fn a_skip_is_appended_to_the_log_with_its_reason() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("skips");
-        record_skip(Some(&log), "one", "ctr not installed");
-        record_skip(Some(&log), "two", "needs: root");
+        append_skip(&log, "one", "ctr not installed");
+        append_skip(&log, "two", "needs: root");
         let text = std::fs::read_to_string(&log).unwrap();
         let bin = binary_name();
         assert_eq!(
@@ -312,8 +317,18 @@ mod tests {
 
     #[test]
     fn other_modes_skip_on_an_unmet_precondition() {
-        assert!(!unmet_in(Mode::On, None, "t", "crun not installed"));
-        assert!(!unmet_in(Mode::Off, None, "t", "crun not installed"));
+        assert!(!unmet_in(
+            Mode::On,
+            None,
+            "gate_self_test",
+            "crun not installed"
+        ));
+        assert!(!unmet_in(
+            Mode::Off,
+            None,
+            "gate_self_test",
+            "crun not installed"
+        ));
     }
 
     #[test]

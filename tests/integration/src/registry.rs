@@ -96,28 +96,28 @@ impl Registry {
                 .stderr(log)
                 .spawn()
                 .expect("spawn docker-registry");
-            let deadline = start + Duration::from_secs(20);
-            loop {
+            // Up, or exited (port taken, or a bad config: retry, then report).
+            let mut exited = false;
+            let up = crate::poll(Duration::from_secs(20), || {
                 if let Ok(Some(_)) = child.try_wait() {
-                    break; // exited: port taken, or a bad config; retry / report
+                    exited = true;
+                    return true;
                 }
-                if let Ok(r) = http(port, "GET", "/v2/", &[]) {
-                    // 401: up, and asking for the credentials it was configured with.
-                    if r.status == 200 || (auth.is_some() && r.status == 401) {
-                        return Some(Registry {
-                            dir,
-                            child,
-                            port,
-                            ready_after: start.elapsed(),
-                        });
-                    }
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+                // 401: up, and asking for the credentials it was configured with.
+                http(port, "GET", "/v2/", &[])
+                    .is_ok_and(|r| r.status == 200 || (auth.is_some() && r.status == 401))
+            });
+            if up && !exited {
+                return Some(Registry {
+                    dir,
+                    child,
+                    port,
+                    ready_after: start.elapsed(),
+                });
+            }
+            if !exited {
+                let _ = child.kill();
+                let _ = child.wait();
             }
             last_log = std::fs::read_to_string(p.join("registry.log")).unwrap_or_default();
         }
