@@ -105,11 +105,23 @@ impl Metadata {
     pub fn open(db_path: impl AsRef<Path>, blobs: LocalStore) -> Result<Metadata> {
         let db_path = db_path.as_ref();
         if let Some(parent) = db_path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                berth_core::Error::from(e).context(format!("create {}", parent.display()))
-            })?;
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| {
+                    berth_core::Error::from(e).context(format!("create {}", parent.display()))
+                })?;
         }
         let db = Database::create(db_path)?;
+        {
+            // Root only: the records name every image, container and label (secrets included).
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(db_path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| berth_core::Error::from(e).context(format!("chmod {}", db_path.display())),
+            )?;
+        }
         let txn = db.begin_write()?;
         let uuid;
         {

@@ -480,3 +480,15 @@ async fn gc_keeps_what_an_image_references_until_it_is_deleted() {
     ImageStore::delete(&m, "ns", "img", true).await.unwrap();
     assert!(m.blobs().walk().unwrap().is_empty());
 }
+
+#[test]
+fn the_database_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = LocalStore::open(dir.path().join("content")).unwrap();
+    let db = dir.path().join("io.containerd.metadata.v1.redb/meta.redb");
+    drop(Metadata::open(&db, blobs).unwrap());
+    assert_eq!(mode(db.parent().unwrap()), 0o700);
+    assert_eq!(mode(&db), 0o600);
+}

@@ -152,6 +152,13 @@ impl MetaStore {
     /// Open (creating if needed) the metastore at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<MetaStore> {
         let db = Database::create(path.as_ref())?;
+        {
+            // Root only, like everything under berth's root.
+            use std::os::unix::fs::PermissionsExt;
+            let p = path.as_ref();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+                .map_err(SnapshotError::io(format!("chmod {}", p.display())))?;
+        }
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
