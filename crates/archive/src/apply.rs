@@ -40,7 +40,10 @@ pub enum WhiteoutMode {
     /// Whiteouts become what overlayfs reads in an upperdir: `.wh.<name>` a 0/0 character device
     /// `<name>`, `.wh..wh..opq` the xattr `trusted.overlay.opaque=y` (or `user.overlay.opaque`
     /// with [`ApplyOptions::overlay_userxattr`]) on its directory. For applying straight into an
-    /// overlay snapshot's upperdir, which holds this layer only.
+    /// overlay snapshot's upperdir, which holds this layer only. Parents are resolved in the
+    /// upperdir alone, as containerd's overlay apply does: an entry under a lower layer's
+    /// symlink (`var/run/foo` over a lower `var/run -> /run`) makes `var/run` a directory of
+    /// the upper, which hides the link.
     Overlay,
 }
 
@@ -235,6 +238,9 @@ fn timestamps(e: &TarEntry) -> Timestamps {
     }
 }
 
+/// The longest name of one directory entry (Linux's `NAME_MAX`).
+const NAME_MAX: usize = 255;
+
 /// Cleans an entry name (or hardlink target) to a relative path inside the root; `None` is the
 /// root itself.
 pub(crate) fn clean_name(
@@ -265,6 +271,12 @@ pub(crate) fn clean_name(
     }
     let mut parts: Vec<&[u8]> = Vec::new();
     for c in raw.split(|b| *b == b'/') {
+        if c.len() > NAME_MAX {
+            return Err(invalid(format!(
+                "{what} component of {} bytes exceeds the limit of {NAME_MAX}",
+                c.len()
+            )));
+        }
         match c {
             b"" | b"." => {}
             b".." => {

@@ -104,6 +104,12 @@ impl ArchiveError {
                 | std::io::ErrorKind::UnexpectedEof => ErrorKind::InvalidArgument,
                 _ => ErrorKind::Internal,
             },
+            // A name the filesystem refuses as too long is invalid input, whatever the limit.
+            ArchiveError::Io { source, .. }
+                if source.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error()) =>
+            {
+                ErrorKind::InvalidArgument
+            }
             ArchiveError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => ErrorKind::NotFound,
                 std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,

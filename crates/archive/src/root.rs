@@ -1,10 +1,9 @@
 //! Path operations confined to a root directory.
 //!
 //! Every lookup starts at the root's file descriptor and is resolved by the kernel with
-//! `openat2(2)`: with [`Containment::Reject`] under `RESOLVE_BENEATH` (a symlink that would lead
-//! out of the root, absolute or through `..`, fails with `EXDEV`), with
-//! [`Containment::InRoot`] under `RESOLVE_IN_ROOT` (the root acts as `/`, as for a chrooted
-//! process). Both add `RESOLVE_NO_MAGICLINKS`, so `/proc/self/...` links cannot be used either.
+//! `openat2(2)`: with [`Containment::InRoot`] under `RESOLVE_IN_ROOT` (the root acts as `/`, as
+//! for a chrooted process), with [`Containment::Reject`] under `RESOLVE_BENEATH` (a symlink that
+//! would lead out of the root, absolute or through `..`, fails with `EXDEV`). Both add `RESOLVE_NO_MAGICLINKS`, so `/proc/self/...` links cannot be used either.
 //! Only the *parent* of an entry is ever resolved that way; the entry's own name is a single
 //! component that is never followed (`O_NOFOLLOW`, `O_EXCL`, `AT_SYMLINK_NOFOLLOW`).
 
@@ -14,27 +13,34 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 /// How symlinks met while resolving an entry's parent directory are confined to the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Containment {
-    /// A path whose resolution would leave the root (an absolute symlink, or `..` in a symlink
-    /// climbing above the root) is rejected. Layers produced by a differ never write through a
-    /// symlink, so this only refuses hand-crafted ones. The default.
-    #[default]
-    Reject,
     /// Symlinks are resolved as if the root were `/` (absolute targets re-rooted, `..` stopping at
-    /// the root), like containerd's `fs.RootPath` or a chroot: nothing escapes, nothing is refused.
+    /// the root), like containerd's `fs.RootPath` or a chroot: nothing escapes, nothing is
+    /// refused. A parent that is a dangling symlink has its target created inside the root, as
+    /// containerd does, so Debian's `var/run -> /run` followed by `var/run/foo` writes `run/foo`.
+    /// The default, because real images write through such links.
+    #[default]
     InRoot,
+    /// A path whose resolution would leave the root (an absolute symlink, or `..` in a symlink
+    /// climbing above the root) is rejected. Stricter than containerd: it refuses images whose
+    /// layers write under an absolute link such as `var/run -> /run`.
+    Reject,
 }
+
+/// The most symlinks followed while resolving one path (the kernel's limit is 40).
+const MAX_LINKS: usize = 40;
 
 /// An open root directory and the way paths are resolved under it.
 #[derive(Debug)]
 pub(crate) struct Root {
     fd: OwnedFd,
     resolve: ResolveFlags,
+    containment: Containment,
 }
 
 pub(crate) fn errno(e: &io::Error) -> Option<Errno> {
@@ -71,6 +77,7 @@ impl Root {
         Ok(Root {
             fd,
             resolve: scope | ResolveFlags::NO_MAGICLINKS,
+            containment,
         })
     }
 
@@ -120,6 +127,9 @@ impl Root {
             Err(e) if missing(&e) && !rel.as_os_str().is_empty() => {}
             r => return r,
         }
+        if self.containment == Containment::InRoot {
+            return self.create_in_root(rel);
+        }
         let comps: Vec<&OsStr> = rel.iter().collect();
         let prefix = |n: usize| comps[..n].iter().collect::<PathBuf>();
         // Invariant: prefix(lo) exists, prefix(hi) does not.
@@ -150,6 +160,59 @@ impl Root {
                 Err(Errno::EXIST) => fd = self.open_dir(&prefix(i + 1))?,
                 Err(e) => return Err(e.into()),
             }
+        }
+        Ok(fd)
+    }
+
+    /// Resolves `rel` one component at a time as `RESOLVE_IN_ROOT` would, creating what is
+    /// missing: a missing directory, or the missing target of a dangling symlink (containerd's
+    /// `fs.RootPath` followed by `mkparent`). Only directories are entered with `O_NOFOLLOW`;
+    /// a symlink's target is spliced in front of the remaining components (an absolute one
+    /// restarting from the root), and `..` never climbs above the root.
+    fn create_in_root(&self, rel: &Path) -> io::Result<OwnedFd> {
+        let mut todo: Vec<OsString> = rel.iter().rev().map(OsStr::to_os_string).collect();
+        let mut done = PathBuf::new();
+        let mut fd = self.open_dir(Path::new(""))?;
+        let mut links = 0;
+        while let Some(comp) = todo.pop() {
+            match comp.as_bytes() {
+                b"" | b"." | b"/" => continue,
+                b".." => {
+                    done.pop();
+                    fd = self.open_dir(&done)?;
+                    continue;
+                }
+                _ => {}
+            }
+            match Root::lstat_at(&fd, &comp)?.map(|st| FileType::from_raw_mode(st.st_mode)) {
+                Some(FileType::Directory) => {}
+                Some(FileType::Symlink) => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(Errno::LOOP.into());
+                    }
+                    let target = rustix::fs::readlinkat(&fd, &comp, Vec::new())?;
+                    let target = Path::new(OsStr::from_bytes(target.as_bytes()));
+                    if target.has_root() {
+                        done.clear();
+                        fd = self.open_dir(Path::new(""))?;
+                    }
+                    todo.extend(target.iter().rev().map(OsStr::to_os_string));
+                    continue;
+                }
+                Some(_) => return Err(Errno::NOTDIR.into()),
+                None => match rustix::fs::mkdirat(&fd, &comp, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                },
+            }
+            fd = rustix::fs::openat(
+                &fd,
+                &comp,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            done.push(&comp);
         }
         Ok(fd)
     }

@@ -258,9 +258,19 @@ fn hardlinks_to_outside_are_rejected() {
     for (case, words) in &cases {
         let s = Sandbox::new();
         let err = s
-            .apply(&layer(&case(&s)), &ApplyOptions::default())
+            .apply(
+                &layer(&case(&s)),
+                &opts(Containment::Reject, WhiteoutMode::Delete),
+            )
             .unwrap_err();
         expect(err, ErrorKind::InvalidArgument, &[words]);
+        s.assert_contained();
+        // Contained (the default): the symlinks re-root inside, so the target is missing there.
+        let s = Sandbox::new();
+        let err = s
+            .apply(&layer(&case(&s)), &ApplyOptions::default())
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
         s.assert_contained();
     }
     // A hardlink to a symlink that points outside links the symlink itself, never its target.
@@ -461,4 +471,44 @@ fn contained_mode_re_roots_absolute_symlinks() {
     .unwrap();
     assert_eq!(std::fs::read(s.root.join("run/pid")).unwrap(), b"1");
     s.assert_contained();
+}
+
+#[test]
+fn name_components_over_255_bytes_are_invalid() {
+    // Linux's NAME_MAX: the kernel would answer ENAMETOOLONG; the layer is invalid input.
+    let long = "n".repeat(256);
+    for name in [
+        format!("dir/{long}"),
+        format!("{long}/file"),
+        format!("a/{long}/b/c"),
+    ] {
+        for o in all_modes() {
+            let s = Sandbox::new();
+            let err = s.apply(&layer(&[E::file(&name, b"x")]), &o).unwrap_err();
+            expect(
+                err,
+                ErrorKind::InvalidArgument,
+                &["component of 256 bytes exceeds the limit of 255"],
+            );
+            s.assert_contained();
+        }
+    }
+    // A hardlink target with such a component too.
+    let s = Sandbox::new();
+    let err = s
+        .apply(
+            &layer(&[E::hardlink("h", &format!("d/{long}"))]),
+            &ApplyOptions::default(),
+        )
+        .unwrap_err();
+    expect(err, ErrorKind::InvalidArgument, &["255"]);
+    // 255 bytes is fine.
+    let s = Sandbox::new();
+    let ok = "n".repeat(255);
+    s.apply(
+        &layer(&[E::file(&format!("d/{ok}"), b"x")]),
+        &ApplyOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(s.root.join("d").join(&ok)).unwrap(), b"x");
 }

@@ -165,8 +165,11 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         .or(cfg.grpc.address.clone())
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_ADDRESS));
     let gc_config = cfg.gc_config()?;
-    mkdir(&root, 0o711)?;
+    // Modes (ARCHITECTURE.md, "File modes"): the root is private; the state dir is traversable
+    // so that a container's root in a user namespace reaches its bundle; FIFOs are private.
+    mkdir(&root, 0o700)?;
     mkdir(&state, 0o711)?;
+    mkdir(&state.join("fifo"), 0o700)?;
 
     let content_root = root.join("io.containerd.content.v1.content");
     let db_path = root

@@ -53,10 +53,19 @@ pub struct LocalStore {
 impl LocalStore {
     /// Open (creating if needed) a store rooted at `root`.
     pub fn open(root: impl AsRef<Path>) -> Result<LocalStore> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let root = root.as_ref().to_path_buf();
+        // Private: blobs may hold secrets baked into images. What the store creates is 0700,
+        // and its own two directories are made so even if an older berth created them open.
         for dir in ["blobs", "ingest"] {
             let p = root.join(dir);
-            fs::create_dir_all(&p).map_err(ContentError::io(format!("create {}", p.display())))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&p)
+                .map_err(ContentError::io(format!("create {}", p.display())))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
+                .map_err(ContentError::io(format!("chmod {}", p.display())))?;
         }
         Ok(LocalStore {
             root,

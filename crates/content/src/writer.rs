@@ -1,5 +1,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -66,6 +67,7 @@ impl LocalWriter {
             .create(true)
             .read(true)
             .append(true)
+            .mode(0o600)
             .open(&data)
             .map_err(io("open"))?;
         // Rebuild the running digest from what an earlier writer left.
@@ -194,9 +196,8 @@ impl LocalWriter {
         let parent = target.parent().expect("blob path has a parent");
         fs::create_dir_all(parent).map_err(io("create blob dir for"))?;
         let data = self.dir.join("data");
-        let mut perms = fs::metadata(&data).map_err(io("stat"))?.permissions();
-        perms.set_readonly(true);
-        fs::set_permissions(&data, perms).map_err(io("chmod"))?;
+        // Read-only, and for root only: a blob may hold secrets baked into an image.
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o400)).map_err(io("chmod"))?;
         fs::rename(&data, &target).map_err(io("publish"))?;
         if let Ok(d) = File::open(parent) {
             let _ = d.sync_all();
@@ -209,7 +210,14 @@ impl LocalWriter {
 fn write_record(dir: &std::path::Path, record: &IngestRecord) -> Result<()> {
     let tmp = dir.join("ref.json.tmp");
     let bytes = serde_json::to_vec(record).expect("ingest record serializes");
-    fs::write(&tmp, bytes).map_err(ContentError::io(format!("write {}", tmp.display())))?;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(ContentError::io(format!("write {}", tmp.display())))?;
     fs::rename(&tmp, dir.join("ref.json"))
         .map_err(ContentError::io(format!("write {}", dir.display())))
 }

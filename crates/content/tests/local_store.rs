@@ -79,3 +79,27 @@ fn blobs_are_read_only_files_named_by_digest() {
     assert_eq!(mode & 0o222, 0, "blob must not be writable: {mode:o}");
     assert_eq!(store.walk().unwrap(), vec![d]);
 }
+
+#[test]
+fn the_store_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("content");
+    let store = LocalStore::open(&root).unwrap();
+    for d in ["", "blobs", "ingest"] {
+        assert_eq!(mode(&root.join(d)), 0o700, "{d:?}");
+    }
+    let mut w = store.writer("private", 0, None).unwrap();
+    w.write(b"secret layer").unwrap();
+    let ingest = std::fs::read_dir(root.join("ingest"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(mode(&ingest.join("data")), 0o600);
+    assert_eq!(mode(&ingest.join("ref.json")), 0o600);
+    let d = w.commit(12, None).unwrap();
+    assert_eq!(mode(&root.join("blobs/sha256").join(d.encoded())), 0o400);
+}

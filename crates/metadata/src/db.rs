@@ -85,9 +85,14 @@ impl Metadata {
     pub fn open(db_path: impl AsRef<Path>, blobs: LocalStore) -> Result<Metadata> {
         let db_path = db_path.as_ref();
         if let Some(parent) = db_path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                berth_core::Error::from(e).context(format!("create {}", parent.display()))
-            })?;
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| {
+                    berth_core::Error::from(e).context(format!("create {}", parent.display()))
+                })?;
         }
         let mut uuid = String::new();
         let db = berth_redb::open(db_path, SCHEMA_VERSION, |txn, _| -> Result<()> {

@@ -518,3 +518,15 @@ async fn a_corrupt_snapshot_sequence_is_data_loss() {
     assert_eq!(e.kind(), ErrorKind::DataLoss, "{e}");
     assert!(e.to_string().contains("snapshot_sequence"), "{e}");
 }
+
+#[test]
+fn the_database_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = LocalStore::open(dir.path().join("content")).unwrap();
+    let db = dir.path().join("io.containerd.metadata.v1.redb/meta.redb");
+    drop(Metadata::open(&db, blobs).unwrap());
+    assert_eq!(mode(db.parent().unwrap()), 0o700);
+    assert_eq!(mode(&db), 0o600);
+}

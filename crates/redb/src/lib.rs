@@ -34,6 +34,12 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("database: {0}")]
     Db(Box<redb::Error>),
+    #[error("chmod {path}: {source}")]
+    Chmod {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -42,7 +48,7 @@ impl StoreError {
         match self {
             StoreError::Corrupt { .. } => ErrorKind::DataLoss,
             StoreError::SchemaTooNew { .. } => ErrorKind::FailedPrecondition,
-            StoreError::Db(_) => ErrorKind::Internal,
+            StoreError::Db(_) | StoreError::Chmod { .. } => ErrorKind::Internal,
         }
     }
 
@@ -105,6 +111,16 @@ pub fn open<E: From<StoreError>>(
     init: impl FnOnce(&WriteTransaction, bool) -> Result<(), E>,
 ) -> Result<Database, E> {
     let db = Database::create(path).map_err(StoreError::from)?;
+    // Root only: a database names every object and its labels (secrets included).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| StoreError::Chmod {
+                path: path.display().to_string(),
+                source,
+            },
+        )?;
+    }
     let txn = db.begin_write().map_err(StoreError::from)?;
     let created = {
         let mut meta = txn.open_table(META).map_err(StoreError::from)?;

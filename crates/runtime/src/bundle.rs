@@ -12,6 +12,10 @@
 //! - `work`: a symlink to a persistent work directory under
 //!   `<root>/io.containerd.runtime.v2.task/<namespace>/<id>/` (the shim's scratch space).
 //!
+//! Modes: the bundle is 0700 and `config.json` (the container's environment, its secrets) 0600,
+//! as containerd (CVE-2021-41103); with a user namespace the bundle is 0710 and group-owned by
+//! the host gid of the container's root, which must traverse it to reach `rootfs/` (0711).
+//!
 //! The state directory is on tmpfs: a reboot forgets every task, which is right, since their
 //! processes are gone too.
 
@@ -77,16 +81,30 @@ impl Bundle {
         berth_core::identifiers::validate(ns)?;
         berth_core::identifiers::validate(id)?;
         let b = Bundle::at(state, root, ns, id);
+        let gid = remapped_gid(spec)?;
         let parent = b.path.parent().expect("bundle has a parent");
         mkdir_mode(parent, 0o711)?;
-        std::fs::create_dir(&b.path).map_err(|e| io_err(&b.path, e))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&b.path)
+                .map_err(|e| io_err(&b.path, e))?;
+        }
         let made = (|| {
+            if let Some(gid) = gid {
+                // The container's root must traverse the bundle to reach its rootfs.
+                use std::os::unix::fs::PermissionsExt;
+                std::os::unix::fs::chown(&b.path, None, Some(gid))
+                    .map_err(|e| io_err(&b.path, e))?;
+                std::fs::set_permissions(&b.path, std::fs::Permissions::from_mode(0o710))
+                    .map_err(|e| io_err(&b.path, e))?;
+            }
             mkdir_mode(&b.work, 0o711)?;
             std::os::unix::fs::symlink(&b.work, b.path.join("work"))
                 .map_err(|e| io_err(&b.path.join("work"), e))?;
             mkdir_mode(&b.rootfs(), 0o711)?;
-            let config = b.path.join("config.json");
-            std::fs::write(&config, spec).map_err(|e| io_err(&config, e))
+            write_private(&b.path.join("config.json"), spec)
         })();
         if let Err(e) = made {
             let _ = b.delete();
@@ -172,10 +190,64 @@ impl Bundle {
     }
 }
 
+/// Writes a new file readable by its owner only (it may hold the container's secrets).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| io_err(path, e))
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io_err(&tmp, e))?;
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, bytes)?;
     std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+/// The host gid that the container's gid 0 maps to, when the spec asks for a user namespace
+/// with gid mappings (containerd's `remappedGID`); `None` without one (or mapped to 0, or no
+/// spec at all).
+fn remapped_gid(spec: &[u8]) -> Result<Option<u32>> {
+    #[derive(Deserialize)]
+    struct Spec {
+        linux: Option<Linux>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Linux {
+        #[serde(default)]
+        gid_mappings: Vec<IdMapping>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct IdMapping {
+        #[serde(rename = "containerID")]
+        container_id: u32,
+        #[serde(rename = "hostID")]
+        host_id: u32,
+    }
+    if spec.is_empty() {
+        return Ok(None);
+    }
+    let spec: Spec = serde_json::from_slice(spec).map_err(|e| {
+        RuntimeError::from(berth_core::Error::invalid_argument(format!(
+            "task spec is not a runtime spec: {e}"
+        )))
+    })?;
+    Ok(spec
+        .linux
+        .into_iter()
+        .flat_map(|l| l.gid_mappings)
+        .find(|m| m.container_id == 0)
+        .map(|m| m.host_id)
+        .filter(|gid| *gid != 0))
 }
 
 #[cfg(test)]
@@ -215,5 +287,51 @@ mod tests {
         assert!(!b.path.exists() && !b.work.exists());
         b.delete().unwrap();
         assert!(Bundle::list(&state).is_empty());
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn bundles_are_private() {
+        let d = tempfile::tempdir().unwrap();
+        let (state, root) = (d.path().join("state"), d.path().join("root"));
+        let b = Bundle::create(&state, &root, "ns", "c1", b"{}").unwrap();
+        assert_eq!(mode(&b.path), 0o700, "bundle (containerd: 0700)");
+        assert_eq!(mode(&b.path.join("config.json")), 0o600);
+        assert_eq!(mode(&b.rootfs()), 0o711);
+        assert_eq!(mode(b.path.parent().unwrap()), 0o711, "namespace dir");
+        assert_eq!(mode(&state.join(TASK_DIR)), 0o711);
+        b.write_address("unix:///run/x").unwrap();
+        assert_eq!(mode(&b.path.join("address")), 0o600);
+        assert!(Bundle::create(&state, &root, "ns", "c2", b"not json").is_err());
+    }
+
+    #[test]
+    fn a_user_namespace_bundle_is_reachable_by_its_mapped_root_group() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let (state, root) = (d.path().join("state"), d.path().join("root"));
+        let me = rustix::process::getegid().as_raw();
+        // Mapped to the caller's own gid, so the chown needs no privilege.
+        let spec = format!(
+            r#"{{"linux":{{"uidMappings":[{{"containerID":0,"hostID":100000,"size":65536}}],
+               "gidMappings":[{{"containerID":1,"hostID":200001,"size":10}},
+                              {{"containerID":0,"hostID":{me},"size":1}}]}}}}"#
+        );
+        if me == 0 {
+            // Root: map to a real unprivileged gid instead.
+            let spec = spec.replace(&format!("\"hostID\":{me},"), "\"hostID\":100000,");
+            let b = Bundle::create(&state, &root, "ns", "u", spec.as_bytes()).unwrap();
+            assert_eq!(mode(&b.path), 0o710);
+            assert_eq!(std::fs::metadata(&b.path).unwrap().gid(), 100000);
+            assert_eq!(mode(&b.path.join("config.json")), 0o600);
+            return;
+        }
+        let b = Bundle::create(&state, &root, "ns", "u", spec.as_bytes()).unwrap();
+        assert_eq!(mode(&b.path), 0o710);
+        assert_eq!(std::fs::metadata(&b.path).unwrap().gid(), me);
     }
 }

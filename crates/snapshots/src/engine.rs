@@ -90,6 +90,16 @@ fn mkdir_private(path: &Path) -> Result<()> {
     }
 }
 
+/// Create `path` and its missing parents with mode 0700.
+pub(crate) fn mkdir_private_all(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(SnapshotError::io(format!("create {}", path.display())))
+}
+
 /// Remove a directory tree, logging instead of failing: the caller has already committed the
 /// metadata change, and `cleanup` retries whatever is left.
 fn remove_tree(path: &Path) {
@@ -116,8 +126,7 @@ impl Drop for TempDir {
 impl<L: Layout> Engine<L> {
     /// Open the snapshotter rooted at `root` (created if needed, mode 0700).
     pub fn open(root: &Path, layout: L) -> Result<Engine<L>> {
-        fs::create_dir_all(root)
-            .map_err(SnapshotError::io(format!("create {}", root.display())))?;
+        mkdir_private_all(root)?;
         let paths = Paths {
             root: root.to_path_buf(),
         };

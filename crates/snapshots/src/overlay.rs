@@ -42,8 +42,7 @@ impl OverlaySnapshotter {
     /// checked by [`supported`], which needs root; call it first where that matters.
     pub fn open(root: impl AsRef<Path>) -> Result<OverlaySnapshotter> {
         let root = root.as_ref();
-        fs::create_dir_all(root)
-            .map_err(SnapshotError::io(format!("create {}", root.display())))?;
+        crate::engine::mkdir_private_all(root)?;
         check_d_type(root)?;
         let mut options = Vec::new();
         if Path::new("/sys/module/overlay/parameters/index").exists() {

@@ -305,3 +305,19 @@ async fn an_empty_parent_is_no_parent() {
     s.prepare("k", Some(""), none()).await.unwrap();
     assert_eq!(s.stat("k").await.unwrap().parent, None);
 }
+
+#[test]
+fn backend_roots_and_metastores_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let dir = tempfile::tempdir().unwrap();
+    let native = dir.path().join("native");
+    drop(NativeSnapshotter::open(&native).unwrap());
+    let overlay = dir.path().join("overlay");
+    drop(OverlaySnapshotter::open(&overlay).unwrap());
+    for root in [native, overlay] {
+        assert_eq!(mode(&root), 0o700, "{}", root.display());
+        assert_eq!(mode(&root.join("snapshots")), 0o700);
+        assert_eq!(mode(&root.join("metadata.db")), 0o600);
+    }
+}
