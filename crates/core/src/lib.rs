@@ -5,13 +5,15 @@
 //! are classified, after containerd's `errdefs`), [`filters`] (containerd's filter syntax),
 //! [`identifiers`] (what a valid namespace or lease name is), and the store traits:
 //! [`content::ContentStore`], [`leases::LeaseManager`], [`namespaces::NamespaceStore`],
-//! [`snapshots::Snapshotter`] (with [`mount::Mount`], how a snapshot is assembled, as data).
+//! [`snapshots::Snapshotter`] (with [`mount::Mount`], how a snapshot is assembled, as data),
+//! [`diff::LayerApplier`]; and [`reference`] (image names normalized as Docker does).
 //!
 //! Architecture invariant: this crate knows nothing of gRPC, redb or syscalls. It is pure data
 //! and logic, so it can be tested without a daemon, a database or root.
 
 pub mod containers;
 pub mod content;
+pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod filters;
@@ -21,6 +23,7 @@ pub mod labels;
 pub mod leases;
 pub mod mount;
 pub mod namespaces;
+pub mod reference;
 pub mod snapshots;
 
 pub use digest::{Descriptor, Digest, DigestAlgorithm, Digester};
