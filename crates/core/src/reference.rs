@@ -15,9 +15,6 @@
 //! lookup) checks that it is a digest of a known algorithm and length.
 
 use std::fmt;
-use std::sync::OnceLock;
-
-use regex::Regex;
 
 use crate::error::{Error, Result};
 
@@ -48,18 +45,18 @@ impl Reference {
         if reference.is_empty() {
             return Err(bad("empty"));
         }
-        if re(&ID, r"^[a-f0-9]{64}$").is_match(reference) {
+        if reference.len() == 64
+            && reference
+                .bytes()
+                .all(|c| matches!(c, b'a'..=b'f' | b'0'..=b'9'))
+        {
             return Err(bad(
                 "an image id is not a reference (repository names cannot be 64 hex digits)",
             ));
         }
         let (rest, digest) = match reference.split_once('@') {
             Some((r, d)) => {
-                let digest_re = re(
-                    &DIGEST,
-                    r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]+$",
-                );
-                if !digest_re.is_match(d) {
+                if !is_digest(d) {
                     return Err(bad("invalid digest"));
                 }
                 (r, Some(d.to_string()))
@@ -76,7 +73,7 @@ impl Reference {
             None => (rest, None),
         };
         if let Some(t) = &tag {
-            if !re(&TAG, r"^[\w][\w.-]{0,127}$").is_match(t) {
+            if !is_tag(t) {
                 return Err(bad("invalid tag"));
             }
         }
@@ -93,22 +90,14 @@ impl Reference {
         if domain == "index.docker.io" {
             domain = DOCKER_HUB.to_string();
         }
-        let domain_re = re(
-            &DOMAIN,
-            r"^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$",
-        );
-        if !domain_re.is_match(&domain) {
+        if !is_domain(&domain) {
             return Err(bad("invalid registry host"));
         }
         if domain == DOCKER_HUB && !path.contains('/') {
             path = format!("library/{path}");
         }
-        let path_re = re(
-            &PATH,
-            r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$",
-        );
-        if !path_re.is_match(&path) {
-            return Err(if path_re.is_match(&path.to_lowercase()) {
+        if !is_path(&path) {
+            return Err(if is_path(&path.to_lowercase()) {
                 bad("repository name must be lowercase")
             } else {
                 bad("invalid repository name")
@@ -154,18 +143,85 @@ pub fn normalize(reference: &str) -> Result<String> {
     Reference::parse(reference).map(|r| r.to_string())
 }
 
-static ID: OnceLock<Regex> = OnceLock::new();
-static DIGEST: OnceLock<Regex> = OnceLock::new();
-static TAG: OnceLock<Regex> = OnceLock::new();
-static DOMAIN: OnceLock<Regex> = OnceLock::new();
-static PATH: OnceLock<Regex> = OnceLock::new();
+// The grammar of Docker's `distribution/reference`, by hand.
 
-/// The compiled `pattern` (a constant of this module, known to compile).
-fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
-    cell.get_or_init(|| {
-        #[allow(clippy::unwrap_used)]
-        Regex::new(pattern).unwrap()
-    })
+/// `component(/component)*`, each `[a-z0-9]+` runs joined by `.`, `_`, `__` or `-`s.
+fn is_path(path: &str) -> bool {
+    path.split('/').all(is_path_component)
+}
+
+fn is_path_component(c: &str) -> bool {
+    let lower_alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = c.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) if lower_alnum(first) && lower_alnum(last) => {}
+        _ => return false,
+    }
+    // Between the runs of `[a-z0-9]`: the separators.
+    c.split(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+        .filter(|sep| !sep.is_empty())
+        .all(|sep| matches!(sep, "." | "_" | "__") || sep.bytes().all(|b| b == b'-'))
+}
+
+/// `host[:port]`: dot-separated labels of letters, digits and inner `-`s, or `[ipv6]`.
+fn is_domain(domain: &str) -> bool {
+    let (host, port) = if let Some(rest) = domain.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if ip.is_empty() || !ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+            return false;
+        }
+        match after {
+            "" => return true,
+            _ => match after.strip_prefix(':') {
+                Some(port) => ("", port),
+                None => return false,
+            },
+        }
+    } else {
+        match domain.split_once(':') {
+            Some((h, p)) => (h, p),
+            None => (domain, "0"),
+        }
+    };
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        match (b.first(), b.last()) {
+            (Some(f), Some(e)) if f.is_ascii_alphanumeric() && e.is_ascii_alphanumeric() => {
+                b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            }
+            _ => false,
+        }
+    };
+    let host_ok = host.is_empty() && domain.starts_with('[') || host.split('.').all(label_ok);
+    host_ok && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`
+fn is_tag(tag: &str) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = tag.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && word(bytes[0])
+        && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
+}
+
+/// `algorithm:hex`, the algorithm letters and digits with `-_+.` between components that start
+/// with a letter.
+fn is_digest(digest: &str) -> bool {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return false;
+    };
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        b.first().is_some_and(|f| f.is_ascii_alphabetic())
+            && b.iter().all(|c| c.is_ascii_alphanumeric())
+    };
+    !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && algorithm.split(['-', '_', '+', '.']).all(component_ok)
 }
 
 #[cfg(test)]
@@ -229,6 +285,15 @@ mod tests {
             "busybox/",
             "-busybox",
             "bad host.example/app",
+            "a.-b",
+            "a..b",
+            "host.example:/app",
+            "host.example:5x/app",
+            "[::1/app",
+            "[zz]:5000/app",
+            "-host.example/app",
+            "busybox@-sha256:abcd",
+            "busybox:t\u{e9}",
             ":tag",
             &"a".repeat(64),
             &format!("x/{}", "a".repeat(260)),
