@@ -17,6 +17,9 @@
 //! schedule_delay = "0s"
 //! startup_delay = "100ms"
 //! pause_threshold = 0.02
+//!
+//! [registry]
+//! config_path = "/etc/berth/certs.d"   # <host>/hosts.toml mirror files for berthd's own pulls
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -29,6 +32,9 @@ pub const DEFAULT_CONFIG: &str = "/etc/berth/config.toml";
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";
 pub const DEFAULT_STATE: &str = "/run/berth";
 pub const DEFAULT_ADDRESS: &str = "/run/berth/berthd.sock";
+/// Where `<host>/hosts.toml` files are, unless `[registry] config_path` says otherwise (the
+/// CLI's `--hosts-dir` default too).
+pub const DEFAULT_HOSTS_DIR: &str = "/etc/berth/certs.d";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +49,8 @@ pub struct Config {
     pub debug: Debug,
     #[serde(default)]
     pub gc: Gc,
+    #[serde(default)]
+    pub registry: Registry,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +74,24 @@ pub struct Gc {
     pub schedule_delay: Option<String>,
     pub startup_delay: Option<String>,
     pub pause_threshold: Option<f64>,
+}
+
+/// How berthd's own pulls (CRI, Transfer) reach registries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// The hosts directory (containerd CRI's `config_path`): `<host>/hosts.toml` files naming
+    /// mirrors, read at each pull.
+    pub config_path: Option<PathBuf>,
+}
+
+impl Registry {
+    /// The hosts directory daemon-side pulls use.
+    pub fn hosts_dir(&self) -> PathBuf {
+        self.config_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_HOSTS_DIR))
+    }
 }
 
 impl Config {
@@ -138,6 +164,15 @@ mod tests {
             Duration::from_secs(60)
         );
         assert!(toml::from_str::<Config>("rooot = \"/r\"").is_err());
+    }
+
+    #[test]
+    fn the_hosts_dir_comes_from_the_registry_table() {
+        let cfg: Config = toml::from_str("[registry]\nconfig_path = \"/etc/x/certs.d\"\n").unwrap();
+        assert_eq!(cfg.registry.hosts_dir(), Path::new("/etc/x/certs.d"));
+        let cfg: Config = toml::from_str("").unwrap();
+        assert_eq!(cfg.registry.hosts_dir(), Path::new(DEFAULT_HOSTS_DIR));
+        assert!(toml::from_str::<Config>("[registry]\nmirrors = 1\n").is_err());
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub enum Command {
 }
 
 fn main() {
+    // Registry TLS (berth-distribution, for berthd's own pulls) is rustls with ring, chosen here
+    // once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if let Err(e) = run() {
         eprintln!("berthd: {e:#}");
         std::process::exit(1);

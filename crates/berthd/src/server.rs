@@ -165,6 +165,9 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         .or(cfg.grpc.address.clone())
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_ADDRESS));
     let gc_config = cfg.gc_config()?;
+    // Mirrors for berthd's own pulls (CRI, Transfer): handed to berth-ops' PullOptions.
+    let hosts_dir = cfg.registry.hosts_dir();
+    tracing::debug!(hosts_dir = %hosts_dir.display(), "registry hosts directory");
     // Modes (ARCHITECTURE.md, "File modes"): the root is private; the state dir is traversable
     // so that a container's root in a user namespace reaches its bundle; FIFOs are private.
     mkdir(&root, 0o700)?;

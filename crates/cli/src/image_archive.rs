@@ -1,21 +1,17 @@
 //! `berth image import` and `berth image export`: image archives (OCI layouts, Docker
 //! archives) between files and berthd's content store, as `ctr images import/export`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use berth_client::{RemoteContentStore, RemoteImages, RemoteLeases};
-use berth_core::labels::GC_EXPIRE;
-use berth_core::leases::LeaseManager;
+use berth_client::{RemoteContentStore, RemoteImages};
 use berth_images::image_archive;
-use berth_images::{Platform, UnpackOptions};
+use berth_images::Platform;
 use clap::Args;
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use crate::pull::record_image;
+use crate::stores::RemoteStores;
 use crate::{Ctx, Format};
 
 /// `berth image import` arguments.
@@ -55,25 +51,32 @@ struct ImportedJson {
     digest: String,
 }
 
-/// Import the archive `a.file` into the namespace of `ctx`, recording and unpacking its images.
+/// Import the archive `a.file` into the namespace of `ctx`, recording and unpacking its images
+/// (berth-ops' import over berthd's stores).
 pub async fn import(ctx: &Ctx, snapshotter: &str, channel: Channel, a: ImportArgs) -> Result<()> {
     let ns = ctx.namespace.as_str();
-    let leases = RemoteLeases::new(channel.clone());
-    let lease = format!("berth-import-{}", uuid::Uuid::new_v4().simple());
-    let expires = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600));
-    leases
-        .create(
-            ns,
-            &lease,
-            BTreeMap::from([(GC_EXPIRE.to_string(), expires.to_string())]),
-        )
-        .await
-        .context("create the import's lease")?;
-    let result = import_under(ctx, snapshotter, channel, &a, &lease).await;
-    if let Err(e) = leases.delete(ns, &lease, result.is_err()).await {
-        eprintln!("berth: delete lease {lease}: {e}");
+    let stores = RemoteStores::new(channel);
+    let opts = berth_ops::ImportOptions {
+        all_platforms: a.all_platforms,
+        snapshotter: (!a.no_unpack).then(|| snapshotter.to_string()),
+        base_name: a.base_name.clone(),
+        ..berth_ops::ImportOptions::default()
+    };
+    let shown = a.file.display().to_string();
+    let imported = if shown == "-" {
+        berth_ops::import(&stores, ns, std::io::stdin().lock(), &opts).await
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("open {shown}"))?;
+        berth_ops::import(&stores, ns, std::io::BufReader::new(f), &opts).await
     }
-    let imported = result?;
+    .with_context(|| format!("import {shown}"))?;
+    let imported: Vec<ImportedJson> = imported
+        .into_iter()
+        .map(|i| ImportedJson {
+            name: i.name,
+            digest: i.target.digest.to_string(),
+        })
+        .collect();
     match ctx.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&imported)?),
         Format::Table => {
@@ -83,59 +86,6 @@ pub async fn import(ctx: &Ctx, snapshotter: &str, channel: Channel, a: ImportArg
         }
     }
     Ok(())
-}
-
-async fn import_under(
-    ctx: &Ctx,
-    snapshotter: &str,
-    channel: Channel,
-    a: &ImportArgs,
-    lease: &str,
-) -> Result<Vec<ImportedJson>> {
-    let ns = ctx.namespace.as_str();
-    let store = RemoteContentStore::new(channel.clone());
-    let shown = a.file.display().to_string();
-    let platform = (!a.all_platforms).then(Platform::host);
-    let platform = platform.as_ref();
-    let found = if shown == "-" {
-        image_archive::import(&store, ns, std::io::stdin().lock(), platform, Some(lease)).await
-    } else {
-        let f = std::fs::File::open(&a.file).with_context(|| format!("open {shown}"))?;
-        let reader = std::io::BufReader::new(f);
-        image_archive::import(&store, ns, reader, platform, Some(lease)).await
-    }
-    .with_context(|| format!("import {shown}"))?;
-    let images = RemoteImages::new(channel.clone());
-    let unpacker = berth_client::remote_unpacker(channel);
-    let mut out = Vec::new();
-    for image in found {
-        let name = match (&image.name, &image.tag, &a.base_name) {
-            (Some(n), _, _) => n.clone(),
-            (None, Some(tag), Some(base)) => format!("{base}:{tag}"),
-            (None, _, _) => anyhow::bail!(
-                "import {shown}: image {} has no name in the archive: give --base-name",
-                image.target.digest
-            ),
-        };
-        let name = berth_distribution::normalize(&name)
-            .with_context(|| format!("import {shown}: image name {name:?}"))?;
-        record_image(&images, ns, &name, &image.target).await?;
-        if !a.no_unpack {
-            let opts = UnpackOptions {
-                lease: Some(lease.to_string()),
-                ..UnpackOptions::new(snapshotter)
-            };
-            unpacker
-                .unpack(ns, &image.target, &opts)
-                .await
-                .with_context(|| format!("unpack {name}"))?;
-        }
-        out.push(ImportedJson {
-            name,
-            digest: image.target.digest.to_string(),
-        });
-    }
-    Ok(out)
 }
 
 /// Export the images `a.names` of the namespace of `ctx` to `a.file`.

@@ -20,6 +20,7 @@ mod run;
 mod snapshot;
 mod stats;
 mod stdio;
+mod stores;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -381,6 +382,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Registry TLS (berth-distribution) is rustls with ring, chosen here once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,28 +1,24 @@
 //! `berth pull`: fetch an image from its registry into berthd's content store (as `ctr pull`
 //! does, the client does the fetching; berthd stores, verifies and collects), record it, and
-//! unpack it for this platform, with a progress bar per blob on a terminal.
+//! unpack it for this platform, with a progress bar per blob on a terminal. The workflow is
+//! berth-ops' `pull`; this file holds the flags, the credentials' sources and the output.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use berth_client::{RemoteContentStore, RemoteImages, RemoteLeases};
-use berth_core::images::{Image, ImageStore};
-use berth_core::labels::GC_EXPIRE;
-use berth_core::leases::LeaseManager;
-use berth_core::{Descriptor, Digest, ErrorKind};
-use berth_distribution::{Credentials, Fetched, PullOptions, PullProgress, Puller};
-use berth_images::{Platform, UnpackOptions};
+use berth_core::{Descriptor, Digest};
+use berth_distribution::{
+    CredentialProvider, Credentials, DockerConfig, Fetched, PullProgress, StaticCredentials,
+};
+use berth_images::Platform;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use crate::stores::RemoteStores;
 use crate::{Ctx, Format};
-
-/// How long the pull's lease protects its blobs if `berth` dies half-way.
-const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// `berth pull` arguments.
 #[derive(Debug, Args)]
@@ -52,7 +48,7 @@ pub struct RegistryArgs {
     #[arg(long)]
     pub plain_http: bool,
     /// Registry credentials as USER:PASSWORD, or USER with the password read from stdin
-    /// (default: the docker config file's, else none).
+    /// (default: the docker config file's of the user running berth, else none).
     #[arg(short, long)]
     pub user: Option<String>,
     /// Directory of `<host>/hosts.toml` files naming mirrors, as containerd's `config_path`.
@@ -61,9 +57,15 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// The credentials of `--user`, if given (reading the password from stdin if needed).
-    pub fn credentials(&self) -> Result<Option<Credentials>> {
-        self.user.as_deref().map(credentials).transpose()
+    /// Who gives the credentials: `--user` (reading the password from stdin if needed), else
+    /// the docker config file of the user running berth (`$DOCKER_CONFIG`, `~/.docker`).
+    pub fn credentials(&self) -> Result<Option<Arc<dyn CredentialProvider>>> {
+        Ok(match self.user.as_deref() {
+            Some(user) => Some(Arc::new(StaticCredentials(credentials(user)?))),
+            None => {
+                DockerConfig::of_this_user().map(|c| Arc::new(c) as Arc<dyn CredentialProvider>)
+            }
+        })
     }
 }
 
@@ -94,92 +96,37 @@ struct UnpackedJson {
     chain_id: Option<String>,
 }
 
-/// Pull `a.reference` into the namespace of `ctx`.
+/// Pull `a.reference` into the namespace of `ctx` (berth-ops' pull over berthd's stores).
 pub async fn run(ctx: &Ctx, a: PullArgs) -> Result<()> {
     let ns = ctx.namespace.as_str();
-    let name = berth_distribution::normalize(&a.reference)?;
-    let credentials = a.registry.credentials()?;
-    let channel = ctx.channel().await?;
-    let leases = RemoteLeases::new(channel.clone());
-    let lease = format!("berth-pull-{}", uuid::Uuid::new_v4().simple());
-    let expires = humantime::format_rfc3339_seconds(SystemTime::now() + LEASE_EXPIRY).to_string();
-    leases
-        .create(
-            ns,
-            &lease,
-            BTreeMap::from([(GC_EXPIRE.to_string(), expires)]),
-        )
-        .await
-        .context("create the pull's lease")?;
-    let result = pull_under(ctx, &a, &name, credentials, &lease, channel).await;
-    // The image record holds what was pulled now. What a failed pull left goes with the lease
-    // before berth returns (a collection runs), except ingests, which stay so that pulling
-    // again resumes them.
-    if let Err(e) = leases.delete(ns, &lease, result.is_err()).await {
-        eprintln!("berth: delete lease {lease}: {e}");
-    }
-    result
-}
-
-async fn pull_under(
-    ctx: &Ctx,
-    a: &PullArgs,
-    name: &str,
-    credentials: Option<Credentials>,
-    lease: &str,
-    channel: tonic::transport::Channel,
-) -> Result<()> {
-    let ns = ctx.namespace.as_str();
-    let platform = a.platform.clone().unwrap_or_else(Platform::host);
-    let opts = PullOptions {
-        platform: (!a.all_platforms).then(|| platform.clone()),
-        plain_http: a.registry.plain_http,
-        credentials,
-        lease: Some(lease.to_string()),
+    let opts = berth_ops::PullOptions {
+        platform: a.platform.clone(),
+        all_platforms: a.all_platforms,
+        snapshotter: (!a.no_unpack).then(|| a.snapshotter.clone()),
+        credentials: a.registry.credentials()?,
         hosts_dir: Some(a.registry.hosts_dir.clone()),
-        ..PullOptions::default()
+        plain_http: a.registry.plain_http,
+        ..berth_ops::PullOptions::default()
     };
+    let stores = RemoteStores::new(ctx.channel().await?);
     let progress = Bars::new();
-    let puller = Puller::new(RemoteContentStore::new(channel.clone()));
-    let pulled = puller.pull(ns, &a.reference, &opts, &progress).await;
+    let pulled = berth_ops::pull(&stores, ns, &a.reference, opts, &progress).await;
     progress.clear();
     let pulled = pulled?;
-    record_image(
-        &RemoteImages::new(channel.clone()),
-        ns,
-        name,
-        &pulled.target,
-    )
-    .await?;
-    let unpacked = if a.no_unpack {
-        None
-    } else {
-        let unpacker = berth_client::remote_unpacker(channel);
-        let opts = UnpackOptions {
-            platform: platform.clone(),
-            lease: Some(lease.to_string()),
-            ..UnpackOptions::new(&a.snapshotter)
-        };
-        let u = unpacker
-            .unpack(ns, &pulled.target, &opts)
-            .await
-            .with_context(|| format!("unpack {name} for {platform}"))?;
-        Some(UnpackedJson {
-            platform: platform.to_string(),
-            snapshotter: a.snapshotter.clone(),
-            layers: u.layers.len(),
-            applied: u.applied(),
-            chain_id: u.chain_id.map(|c| c.to_string()),
-        })
-    };
     let out = PullJson {
-        name: name.to_string(),
-        digest: pulled.target.digest.to_string(),
-        media_type: pulled.target.media_type.clone(),
-        downloaded: pulled.downloaded,
-        existed: pulled.existed,
-        bytes: pulled.bytes,
-        unpacked,
+        name: pulled.name,
+        digest: pulled.fetched.target.digest.to_string(),
+        media_type: pulled.fetched.target.media_type.clone(),
+        downloaded: pulled.fetched.downloaded,
+        existed: pulled.fetched.existed,
+        bytes: pulled.fetched.bytes,
+        unpacked: pulled.unpacked.map(|u| UnpackedJson {
+            platform: u.platform.to_string(),
+            snapshotter: u.snapshotter,
+            layers: u.unpacked.layers.len(),
+            applied: u.unpacked.applied(),
+            chain_id: u.unpacked.chain_id.map(|c| c.to_string()),
+        }),
     };
     match ctx.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&out)?),
@@ -220,33 +167,6 @@ pub(crate) fn human_bytes(n: i64) -> String {
         n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
         n if n >= 1e3 => format!("{:.1} kB", n / 1e3),
         n => format!("{n} B"),
-    }
-}
-
-/// Create the image record `name` -> `target`, or point the existing one at `target`.
-pub(crate) async fn record_image(
-    images: &RemoteImages,
-    ns: &str,
-    name: &str,
-    target: &Descriptor,
-) -> Result<()> {
-    let image = Image {
-        name: name.to_string(),
-        labels: BTreeMap::new(),
-        target: target.clone(),
-        created_at: SystemTime::now(),
-        updated_at: SystemTime::now(),
-    };
-    match images.create(ns, image.clone()).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            images
-                .update(ns, image, &["target".to_string()])
-                .await
-                .with_context(|| format!("update image {name}"))?;
-            Ok(())
-        }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("create image {name}"))),
     }
 }
 

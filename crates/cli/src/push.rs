@@ -8,7 +8,7 @@ use berth_distribution::{PushOptions, PushProgress, Pusher, Uploaded};
 use clap::Args;
 use serde::Serialize;
 
-use crate::pull::{human_bytes, record_image, RegistryArgs};
+use crate::pull::{human_bytes, RegistryArgs};
 use crate::run::find_image;
 use crate::{Ctx, Format};
 
@@ -85,8 +85,8 @@ pub async fn tag(ctx: &Ctx, a: TagArgs) -> Result<()> {
     let ns = ctx.namespace.as_str();
     let images = RemoteImages::new(ctx.channel().await?);
     let source = find_image(&images, ns, &a.source).await?;
-    let target = berth_distribution::normalize(&a.target)?;
-    record_image(&images, ns, &target, &source.target).await?;
+    let target = berth_core::reference::normalize(&a.target)?;
+    berth_ops::record_image(&images, ns, &target, &source.target).await?;
     println!("{target}");
     Ok(())
 }

@@ -129,30 +129,7 @@ fn parse_net(s: &str) -> Result<NetworkMode, String> {
 /// `me/app` is `docker.io/me/app:latest`, a name with a registry keeps it; no tag means
 /// `latest` (unless there is a digest).
 pub fn normalize_reference(reference: &str) -> String {
-    let (name, digest) = match reference.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (reference, None),
-    };
-    let last = name.rsplit('/').next().unwrap_or(name);
-    let tagged = last.contains(':');
-    let first = name.split('/').next().unwrap_or(name);
-    let has_domain =
-        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let mut full = if has_domain {
-        name.to_string()
-    } else if name.contains('/') {
-        format!("docker.io/{name}")
-    } else {
-        format!("docker.io/library/{name}")
-    };
-    if !tagged && digest.is_none() {
-        full.push_str(":latest");
-    }
-    if let Some(d) = digest {
-        full.push('@');
-        full.push_str(d);
-    }
-    full
+    berth_core::reference::normalize(reference).unwrap_or_else(|_| reference.to_string())
 }
 
 /// Environment entries from `-e` and `--env-file`: `KEY=value` as is, `KEY` alone with this

@@ -144,3 +144,55 @@ pub trait ContentStore: Send + Sync {
         options: WriterOptions,
     ) -> impl Future<Output = Result<Self::Writer>> + Send;
 }
+
+/// A borrowed content store is one (workflows hold their stores by reference).
+impl<T: ContentStore> ContentStore for &T {
+    type Writer = T::Writer;
+
+    fn info(&self, ns: &str, digest: &Digest) -> impl Future<Output = Result<Info>> + Send {
+        (**self).info(ns, digest)
+    }
+    fn update(
+        &self,
+        ns: &str,
+        info: Info,
+        fieldpaths: &[String],
+    ) -> impl Future<Output = Result<Info>> + Send {
+        (**self).update(ns, info, fieldpaths)
+    }
+    fn list(&self, ns: &str, filters: &[String]) -> impl Future<Output = Result<Vec<Info>>> + Send {
+        (**self).list(ns, filters)
+    }
+    fn delete(&self, ns: &str, digest: &Digest) -> impl Future<Output = Result<()>> + Send {
+        (**self).delete(ns, digest)
+    }
+    fn read_at(
+        &self,
+        ns: &str,
+        digest: &Digest,
+        offset: i64,
+        len: usize,
+    ) -> impl Future<Output = Result<Vec<u8>>> + Send {
+        (**self).read_at(ns, digest, offset, len)
+    }
+    fn status(&self, ns: &str, reference: &str) -> impl Future<Output = Result<Status>> + Send {
+        (**self).status(ns, reference)
+    }
+    fn list_statuses(
+        &self,
+        ns: &str,
+        filters: &[String],
+    ) -> impl Future<Output = Result<Vec<Status>>> + Send {
+        (**self).list_statuses(ns, filters)
+    }
+    fn abort(&self, ns: &str, reference: &str) -> impl Future<Output = Result<()>> + Send {
+        (**self).abort(ns, reference)
+    }
+    fn writer(
+        &self,
+        ns: &str,
+        options: WriterOptions,
+    ) -> impl Future<Output = Result<Self::Writer>> + Send {
+        (**self).writer(ns, options)
+    }
+}

@@ -98,3 +98,48 @@ pub trait LeaseManager: Send + Sync {
         lease: &str,
     ) -> impl Future<Output = Result<Vec<Resource>>> + Send;
 }
+
+/// A borrowed lease manager is one (workflows hold their stores by reference).
+impl<T: LeaseManager> LeaseManager for &T {
+    fn create(
+        &self,
+        ns: &str,
+        id: &str,
+        labels: BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<Lease>> + Send {
+        (**self).create(ns, id, labels)
+    }
+    fn delete(&self, ns: &str, id: &str, sync: bool) -> impl Future<Output = Result<()>> + Send {
+        (**self).delete(ns, id, sync)
+    }
+    fn list(
+        &self,
+        ns: &str,
+        filters: &[String],
+    ) -> impl Future<Output = Result<Vec<Lease>>> + Send {
+        (**self).list(ns, filters)
+    }
+    fn add_resource(
+        &self,
+        ns: &str,
+        lease: &str,
+        resource: Resource,
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).add_resource(ns, lease, resource)
+    }
+    fn delete_resource(
+        &self,
+        ns: &str,
+        lease: &str,
+        resource: Resource,
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).delete_resource(ns, lease, resource)
+    }
+    fn list_resources(
+        &self,
+        ns: &str,
+        lease: &str,
+    ) -> impl Future<Output = Result<Vec<Resource>>> + Send {
+        (**self).list_resources(ns, lease)
+    }
+}

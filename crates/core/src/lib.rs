@@ -5,7 +5,8 @@
 //! are classified, after containerd's `errdefs`), [`filters`] (containerd's filter syntax),
 //! [`identifiers`] (what a valid namespace or lease name is), and the store traits:
 //! [`content::ContentStore`], [`leases::LeaseManager`], [`namespaces::NamespaceStore`],
-//! [`snapshots::Snapshotter`] (with [`mount::Mount`], how a snapshot is assembled, as data).
+//! [`snapshots::Snapshotter`] (with [`mount::Mount`], how a snapshot is assembled, as data),
+//! [`diff::LayerApplier`]; and [`reference`] (image names normalized as Docker does).
 //! The containerd wire strings are defined here once: headers ([`namespaces::GRPC_HEADER`],
 //! [`namespaces::TTRPC_HEADER`], [`leases::GRPC_HEADER`]), labels ([`labels`]) and `Any` type
 //! URLs ([`type_urls`]).
@@ -15,6 +16,7 @@
 
 pub mod containers;
 pub mod content;
+pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod filters;
@@ -24,6 +26,7 @@ pub mod labels;
 pub mod leases;
 pub mod mount;
 pub mod namespaces;
+pub mod reference;
 pub mod snapshots;
 pub mod type_urls;
 

@@ -1,32 +1,14 @@
 //! How to reach a registry host: its endpoints (mirrors from containerd-style `hosts.toml`
-//! files, then the upstream), the scheme, and the credentials.
+//! files, then the upstream), the scheme, and the credentials asked of the caller's provider.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use base64::Engine as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use serde::Deserialize;
 
+use crate::credentials::CredentialProvider;
 use crate::error::{DistributionError, Result};
-
-/// A user name and password (or token) for a registry.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
 
 /// One place to reach a registry at: the upstream host itself, or a mirror of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,12 +127,12 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    /// `credentials`, else the docker config file's for the endpoint, else for the image's
-    /// host, else anonymous.
-    pub fn new(
+    /// A client for `endpoint`, with the credentials `provider` gives for the endpoint, else
+    /// for the image's host (a mirror may share the upstream's), else anonymous.
+    pub async fn new(
         endpoint: &Endpoint,
         image: &Reference,
-        credentials: Option<Credentials>,
+        provider: Option<&dyn CredentialProvider>,
         max_concurrent: usize,
     ) -> Remote {
         let mut image = image.clone();
@@ -162,18 +144,19 @@ impl Remote {
         } else {
             ClientProtocol::Https
         };
-        let credentials = credentials.or_else(|| {
-            let path = docker_config_path()?;
-            docker_config_credentials(&path, &endpoint.host)
-                .or_else(|| docker_config_credentials(&path, image.registry()))
-        });
+        let credentials = match provider {
+            Some(p) => match p.credentials(&endpoint.host).await {
+                Some(c) => Some(c),
+                None => p.credentials(image.registry()).await,
+            },
+            None => None,
+        };
         let auth = match credentials {
             Some(c) => RegistryAuth::Basic(c.username, c.password),
             None => RegistryAuth::Anonymous,
         };
-        // reqwest is built without a crypto provider of its own: use ring's, process-wide,
-        // unless the program chose one already (then this does nothing).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // TLS is rustls with ring, installed as the process's default crypto provider by each
+        // binary's main (tests install it themselves).
         let client = Client::new(ClientConfig {
             protocol,
             accept_invalid_certificates: endpoint.skip_verify,
@@ -209,66 +192,6 @@ pub fn is_local_host(host: &str) -> bool {
         || name
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The docker CLI's config file (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`),
-/// where `docker login` and `nerdctl login` keep credentials.
-pub fn docker_config_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
-        return Some(PathBuf::from(dir).join("config.json"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct DockerConfig {
-    #[serde(default)]
-    auths: BTreeMap<String, DockerAuth>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct DockerAuth {
-    #[serde(default)]
-    auth: String,
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
-}
-
-/// The credentials the docker config file at `path` holds for `host` (`docker.io` also matches
-/// Docker Hub's historical key `https://index.docker.io/v1/`). Credential helpers are not
-/// consulted. None when the file, the host or the entry is missing or unreadable.
-pub fn docker_config_credentials(path: &Path, host: &str) -> Option<Credentials> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let config: DockerConfig = serde_json::from_str(&text).ok()?;
-    let wanted = |key: &str| {
-        let key = key
-            .trim_start_matches("https://")
-            .trim_start_matches("http://");
-        let key = key.split('/').next().unwrap_or(key);
-        key == host || (host == "docker.io" && key == "index.docker.io")
-    };
-    let entry = config
-        .auths
-        .iter()
-        .find(|(k, _)| wanted(k))
-        .map(|(_, v)| v)?;
-    if !entry.auth.is_empty() {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(entry.auth.trim())
-            .ok()?;
-        let decoded = String::from_utf8(decoded).ok()?;
-        let (username, password) = decoded.split_once(':')?;
-        return Some(Credentials {
-            username: username.to_string(),
-            password: password.to_string(),
-        });
-    }
-    (!entry.username.is_empty()).then(|| Credentials {
-        username: entry.username.clone(),
-        password: entry.password.clone(),
-    })
 }
 
 #[cfg(test)]
@@ -356,35 +279,5 @@ server = "https://upstream.example:8443"
         ] {
             assert!(!is_local_host(h), "{h}");
         }
-    }
-
-    #[test]
-    fn credentials_come_from_the_docker_config() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.json");
-        let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cr:et");
-        std::fs::write(
-            &path,
-            format!(
-                r#"{{"auths": {{
-                    "registry.example:5000": {{"auth": "{auth}"}},
-                    "https://index.docker.io/v1/": {{"username": "bob", "password": "pw"}}
-                }}}}"#
-            ),
-        )
-        .unwrap();
-        let c = docker_config_credentials(&path, "registry.example:5000").unwrap();
-        assert_eq!(
-            (c.username.as_str(), c.password.as_str()),
-            ("alice", "s3cr:et")
-        );
-        let c = docker_config_credentials(&path, "docker.io").unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("bob", "pw"));
-        assert!(docker_config_credentials(&path, "other.example").is_none());
-        assert!(docker_config_credentials(&dir.path().join("missing"), "docker.io").is_none());
-        assert!(
-            !format!("{c:?}").contains("pw"),
-            "debug output hides the password"
-        );
     }
 }

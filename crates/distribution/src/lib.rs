@@ -3,7 +3,8 @@
 //!
 //! Vocabulary:
 //! - a **reference** names an image at a registry: `host[:port]/repository[:tag][@digest]`,
-//!   normalized as Docker does (`busybox` is `docker.io/library/busybox:latest`);
+//!   normalized as Docker does by [`berth_core::reference`] (`busybox` is
+//!   `docker.io/library/busybox:latest`);
 //! - **resolving** asks the registry what the reference points at now: a manifest or an
 //!   index, whose descriptor becomes the image record's target;
 //! - **fetching** walks down from there (index -> the wanted platforms' manifests -> config and
@@ -12,23 +13,26 @@
 //!   collector sees the graph, and `containerd.io/distribution.source.<host>` on every blob.
 //!
 //! Hosts on this machine (`localhost`, `127.0.0.0/8`, `::1`) are spoken to over plain HTTP, as
-//! Docker does; others over HTTPS unless asked otherwise. Credentials come from the caller or
-//! the docker config file. Creating the image record and unpacking are the caller's: this crate
+//! Docker does; others over HTTPS unless asked otherwise. Credentials come only from the
+//! caller's [`CredentialProvider`] (the docker config file is one, used when the caller says so). Creating the image record and unpacking are the caller's: this crate
 //! only fills the content store, under the caller's lease.
 //!
 //! Architecture invariant: no daemon or gRPC types here; the store is any
 //! [`berth_core::content::ContentStore`] (berthd's in process, or the remote one of
 //! `berth-client`).
 
+pub mod credentials;
 mod error;
 pub mod hosts;
 mod pull;
 mod push;
 
+pub use credentials::{
+    docker_config_credentials, docker_config_path, CredentialProvider, Credentials, DockerConfig,
+    StaticCredentials,
+};
 pub use error::DistributionError;
-pub use hosts::Credentials;
 pub use pull::{
-    normalize, Fetched, NoProgress, PullOptions, PullProgress, Pulled, Puller,
-    DISTRIBUTION_SOURCE_PREFIX,
+    Fetched, NoProgress, PullOptions, PullProgress, Pulled, Puller, DISTRIBUTION_SOURCE_PREFIX,
 };
 pub use push::{NoPushProgress, PushOptions, PushProgress, PushedImage, Pusher, Uploaded};

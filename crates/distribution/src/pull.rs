@@ -4,7 +4,7 @@
 //! sees one graph rooted at the image record the caller creates afterwards.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use berth_core::content::{ContentStore, ContentWriter, WriterOptions};
 use berth_core::labels::GC_REF_CONTENT_PREFIX;
@@ -18,8 +18,9 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
+use crate::credentials::CredentialProvider;
 use crate::error::{DistributionError, Result};
-use crate::hosts::{endpoints, host_name, Credentials, Remote};
+use crate::hosts::{endpoints, host_name, Remote};
 
 /// Label naming where a blob came from: `containerd.io/distribution.source.<host>` = repository
 /// (containerd's, used to mount blobs across repositories on push).
@@ -47,8 +48,9 @@ pub struct PullOptions {
     pub platform: Option<Platform>,
     /// Speak plain HTTP to the registry even when it is not this machine.
     pub plain_http: bool,
-    /// Credentials; None: those of the docker config file for the host, else anonymous.
-    pub credentials: Option<Credentials>,
+    /// Who gives the credentials for a host; None: anonymous. Nothing is read from the docker
+    /// config file unless this is a [`crate::DockerConfig`].
+    pub credentials: Option<Arc<dyn CredentialProvider>>,
     /// The lease every blob joins. Without one, the garbage collector may take blobs between
     /// their commit and the creation of the image record: give one.
     pub lease: Option<String>,
@@ -113,13 +115,10 @@ pub struct Pulled {
     pub bytes: i64,
 }
 
-/// Normalize `reference` as Docker does (`busybox` -> `docker.io/library/busybox:latest`).
-pub fn normalize(reference: &str) -> Result<String> {
-    parse(reference).map(|r| r.whole())
-}
-
+/// `reference` normalized by [`berth_core::reference`], as the registry client parses it.
 pub(crate) fn parse(reference: &str) -> Result<Reference> {
-    reference
+    let normalized = berth_core::reference::normalize(reference)?;
+    normalized
         .parse::<Reference>()
         .map_err(|e| DistributionError::InvalidReference {
             reference: reference.to_string(),
@@ -163,9 +162,10 @@ impl<C: ContentStore> Puller<C> {
             let remote = Remote::new(
                 &endpoint,
                 &image,
-                opts.credentials.clone(),
+                opts.credentials.as_deref(),
                 opts.max_concurrent_downloads,
-            );
+            )
+            .await;
             match remote
                 .client
                 .pull_manifest_raw(&remote.image, &remote.auth, ACCEPT)
@@ -651,19 +651,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn references_normalize_as_docker_does() {
+    fn references_parse_as_berth_core_normalizes_them() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        for r in ["busybox", "127.0.0.1:5000/a/b:v1", &format!("busybox@{d}")] {
+            assert_eq!(
+                parse(r).unwrap().whole(),
+                berth_core::reference::normalize(r).unwrap()
+            );
+        }
         assert_eq!(
-            normalize("busybox").unwrap(),
-            "docker.io/library/busybox:latest"
+            parse(&format!("busybox@{d}")).unwrap().whole(),
+            format!("docker.io/library/busybox@{d}")
         );
-        assert_eq!(
-            normalize("127.0.0.1:5000/a/b:v1").unwrap(),
-            "127.0.0.1:5000/a/b:v1"
-        );
-        assert!(normalize("Busybox").is_err());
-        let err = normalize("a//b").unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-        assert!(err.to_string().contains("a//b"), "{err}");
+        for bad in ["Busybox", "a//b", "busybox@sha256:abc"] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{bad}: {err}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! registry can check every reference as it arrives; the root is tagged last.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use berth_core::content::ContentStore;
 use berth_core::{Descriptor, ErrorKind};
@@ -13,8 +14,9 @@ use futures::{StreamExt, TryStreamExt};
 use oci_client::errors::OciDistributionError;
 use oci_client::{Reference, RegistryOperation};
 
+use crate::credentials::CredentialProvider;
 use crate::error::{DistributionError, Result};
-use crate::hosts::{endpoints, Credentials, Remote};
+use crate::hosts::{endpoints, Remote};
 use crate::pull::parse;
 
 /// Manifests and indexes larger than this are refused.
@@ -29,8 +31,9 @@ const MAX_DEPTH: usize = 4;
 pub struct PushOptions {
     /// Speak plain HTTP to the registry even when it is not this machine.
     pub plain_http: bool,
-    /// Credentials; None: those of the docker config file for the host, else anonymous.
-    pub credentials: Option<Credentials>,
+    /// Who gives the credentials for a host; None: anonymous. Nothing is read from the docker
+    /// config file unless this is a [`crate::DockerConfig`].
+    pub credentials: Option<Arc<dyn CredentialProvider>>,
     /// How many blobs upload at once.
     pub max_concurrent_uploads: usize,
     /// Where `<host>/hosts.toml` files are (an endpoint with the `push` capability is used).
@@ -145,9 +148,10 @@ impl<C: ContentStore + Clone + 'static> Pusher<C> {
         let remote = Remote::new(
             &endpoint,
             &image,
-            opts.credentials.clone(),
+            opts.credentials.as_deref(),
             opts.max_concurrent_uploads,
-        );
+        )
+        .await;
         let image = remote.image.clone();
         remote
             .client

@@ -18,11 +18,11 @@
 //! unpacks of one image both succeed, each layer applied and committed once).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_core::content::{ContentStore, Info as ContentInfo};
+pub use berth_core::diff::LayerApplier;
 use berth_core::labels::{GC_EXPIRE, GC_REF_SNAPSHOT_PREFIX, UNCOMPRESSED};
 use berth_core::leases::{LeaseManager, Resource};
 use berth_core::snapshots::{Mount, Snapshotter};
@@ -39,43 +39,6 @@ pub const DEFAULT_LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 /// How many fresh extract keys are tried when a prepare says the key exists.
 const KEY_ATTEMPTS: usize = 3;
 
-/// Applies a layer blob onto a filesystem given as mounts (containerd's `diff.Applier`).
-///
-/// Implemented over gRPC by `berth_client::RemoteDiff`, and inside berthd by its Diff service.
-pub trait LayerApplier: Send + Sync {
-    /// Apply the layer `desc` (a blob of namespace `ns`'s content store, compressed or not) onto
-    /// the filesystem `mounts` assemble, and return the descriptor of the *uncompressed* tar that
-    /// was applied: its digest is the layer's diff ID.
-    fn apply(
-        &self,
-        ns: &str,
-        desc: Descriptor,
-        mounts: Vec<Mount>,
-    ) -> impl Future<Output = berth_core::Result<Descriptor>> + Send;
-}
-
-impl<T: LayerApplier> LayerApplier for &T {
-    fn apply(
-        &self,
-        ns: &str,
-        desc: Descriptor,
-        mounts: Vec<Mount>,
-    ) -> impl Future<Output = berth_core::Result<Descriptor>> + Send {
-        (**self).apply(ns, desc, mounts)
-    }
-}
-
-impl<T: LayerApplier> LayerApplier for Arc<T> {
-    fn apply(
-        &self,
-        ns: &str,
-        desc: Descriptor,
-        mounts: Vec<Mount>,
-    ) -> impl Future<Output = berth_core::Result<Descriptor>> + Send {
-        (**self).apply(ns, desc, mounts)
-    }
-}
-
 /// Gives the snapshotter `name` as seen from a namespace, with what it creates joining a lease.
 ///
 /// Snapshotters are bound to a namespace and a lease when they are made (berthd's
@@ -90,6 +53,17 @@ pub trait SnapshotterProvider: Send + Sync {
         name: &str,
         lease: Option<&str>,
     ) -> berth_core::Result<Arc<dyn Snapshotter>>;
+}
+
+impl<T: SnapshotterProvider> SnapshotterProvider for &T {
+    fn snapshotter(
+        &self,
+        ns: &str,
+        name: &str,
+        lease: Option<&str>,
+    ) -> berth_core::Result<Arc<dyn Snapshotter>> {
+        (**self).snapshotter(ns, name, lease)
+    }
 }
 
 /// A [`SnapshotterProvider`] made of a closure; see [`snapshotter_fn`].

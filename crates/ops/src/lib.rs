@@ -22,3 +22,9 @@ pub use error::{OpsError, Result};
 mod stores;
 
 pub use stores::Stores;
+
+pub mod import;
+pub mod pull;
+
+pub use import::{import, ImportOptions, Imported};
+pub use pull::{pull, record_image, PullOptions, Pulled, UnpackedImage};

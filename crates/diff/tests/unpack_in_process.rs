@@ -1,5 +1,5 @@
 //! berthd's in-process unpack: berth-images' `Unpacker` over the metadata store, the native
-//! snapshotter and the Diff service's applier, on an image built here (two layers written by
+//! snapshotter and berth-diff's applier (reading layers through the content store), on an image built here (two layers written by
 //! berth-archive's differ, the second deleting a file of the first). No mounts are needed: the
 //! native snapshotter's mounts are bind mounts, applied to and read from their directories.
 
@@ -16,9 +16,9 @@ use berth_core::content::{ContentStore, ContentWriter, WriterOptions};
 use berth_core::images::{Image, ImageStore};
 use berth_core::snapshots::Snapshotter;
 use berth_core::{Descriptor, Digest};
+use berth_diff::WalkingDiff;
 use berth_images::{snapshotter_fn, UnpackOptions, Unpacker};
 use berth_metadata::Metadata;
-use berth_services::diff::DiffService;
 use berth_snapshots::NativeSnapshotter;
 
 const NS: &str = "unpack";
@@ -160,7 +160,7 @@ async fn unpacks_an_image_into_native_snapshots_idempotently() {
         snapshotter_fn(move |ns: &str, name: &str, lease: Option<&str>| {
             meta.snapshotter(ns, name, lease)
         }),
-        DiffService { meta: m.clone() },
+        WalkingDiff::new(m.clone(), dir.path()),
     );
     let opts = UnpackOptions::new("native");
     let first = unpacker.unpack(NS, &manifest, &opts).await.unwrap();
