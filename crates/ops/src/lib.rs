@@ -19,6 +19,8 @@ mod error;
 
 pub use error::{OpsError, Result};
 
+pub mod leases;
 mod stores;
 
+pub use leases::with_lease;
 pub use stores::Stores;
