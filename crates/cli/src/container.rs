@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use berth_client::{ExitStatus, ProcessStatus, RemoteContainers, RemoteSnapshotter, RemoteTasks};
-use berth_client::{TaskIo, TaskStatus};
+use berth_client::{RemoteContainers, RemoteSnapshotter, RemoteTasks};
 use berth_core::containers::{Container, ContainerStore};
 use berth_core::snapshots::Snapshotter;
+use berth_core::tasks::{ExitStatus, ProcessStatus, Status as TaskStatus, Stdio as TaskIo, Tasks};
 use berth_core::ErrorKind;
 use clap::Subcommand;
 use serde::Serialize;
@@ -314,7 +314,17 @@ pub async fn start_detached(c: &Clients, ns: &str, container: &Container) -> Res
             .mounts(&container.snapshot_key)
             .await?
     };
-    c.tasks.create(ns, &container.id, mounts, &io, None).await?;
+    c.tasks
+        .create(
+            ns,
+            berth_core::tasks::CreateTask {
+                container_id: container.id.clone(),
+                rootfs: mounts,
+                stdio: io,
+                ..Default::default()
+            },
+        )
+        .await?;
     match c.tasks.start(ns, &container.id, "").await {
         Ok(pid) => Ok(pid),
         Err(e) => {
@@ -600,7 +610,7 @@ mod tests {
             id: "c1".into(),
             pid: 42,
             status,
-            io: TaskIo::default(),
+            stdio: TaskIo::default(),
             exit_status: code,
             exited_at: None,
         }

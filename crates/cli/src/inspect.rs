@@ -1,5 +1,6 @@
 //! `berth inspect` (a container's record, state and spec) and `berth top` (its processes).
 
+use berth_core::tasks::Tasks;
 use std::collections::BTreeMap;
 
 use anyhow::Result;

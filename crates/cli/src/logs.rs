@@ -10,7 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use berth_client::TaskStatus;
+use berth_core::tasks::Status as TaskStatus;
 
 use crate::container::{find, log_path, task_of, Clients};
 use crate::Ctx;

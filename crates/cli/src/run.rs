@@ -10,6 +10,7 @@
 //! snapshot from the collector; a temporary lease holds everything until then. The task gets
 //! FIFOs (or a pty) in the foreground and the container's log file (`file://`) when detached.
 
+use berth_core::tasks::Tasks;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -476,7 +477,15 @@ async fn foreground(ctx: &Ctx, c: &Clients, a: &RunArgs, made: Made) -> Result<(
     let mut copies = Copies::start(&fifos, tee);
     let started = async {
         c.tasks
-            .create(ns, &id, made.mounts.clone(), &fifos.io(a.tty), None)
+            .create(
+                ns,
+                berth_core::tasks::CreateTask {
+                    container_id: id.clone(),
+                    rootfs: made.mounts.clone(),
+                    stdio: fifos.io(a.tty),
+                    ..Default::default()
+                },
+            )
             .await?;
         if let Err(e) = c.tasks.start(ns, &id, "").await {
             let _ = c.tasks.delete(ns, &id).await;

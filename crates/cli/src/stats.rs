@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Result};
 use berth_core::containers::Any;
+use berth_core::tasks::Tasks;
 use containerd_shim_protos::cgroups::metrics as v1;
 use containerd_shim_protos::cgroups_v2::metrics as v2;
 use containerd_shim_protos::protobuf::Message;

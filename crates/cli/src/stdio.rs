@@ -18,7 +18,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use berth_client::{RemoteTasks, TaskIo};
+use berth_client::RemoteTasks;
+use berth_core::tasks::{Stdio as TaskIo, Tasks};
 use rustix::fs::{FileType, Mode, CWD};
 use rustix::termios::{OptionalActions, Termios};
 

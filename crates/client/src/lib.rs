@@ -47,7 +47,7 @@ pub use images::RemoteImages;
 pub use leases::RemoteLeases;
 pub use namespaces::{server_uuid, server_version, RemoteNamespaces, ServerVersion};
 pub use snapshots::RemoteSnapshotter;
-pub use tasks::{ExitStatus, ProcessStatus, RemoteTasks, TaskIo, TaskMetric, TaskPid, TaskStatus};
+pub use tasks::RemoteTasks;
 
 /// The generated containerd API types and clients this crate is built on.
 pub use containerd_client as api;

@@ -5,7 +5,7 @@
 //! are classified, after containerd's `errdefs`), [`filters`] (containerd's filter syntax),
 //! [`identifiers`] (what a valid namespace or lease name is), and the store traits:
 //! [`content::ContentStore`], [`leases::LeaseManager`], [`namespaces::NamespaceStore`],
-//! [`snapshots::Snapshotter`] (with [`mount::Mount`], how a snapshot is assembled, as data).
+//! [`snapshots::Snapshotter`], [`tasks::Tasks`] (with [`mount::Mount`], how a snapshot is assembled, as data).
 //!
 //! Architecture invariant: this crate knows nothing of gRPC, redb or syscalls. It is pure data
 //! and logic, so it can be tested without a daemon, a database or root.
@@ -22,6 +22,7 @@ pub mod leases;
 pub mod mount;
 pub mod namespaces;
 pub mod snapshots;
+pub mod tasks;
 
 pub use digest::{Descriptor, Digest, DigestAlgorithm, Digester};
 pub use error::{Error, ErrorKind, Result};
