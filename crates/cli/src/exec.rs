@@ -65,7 +65,7 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<()> {
 
     if a.detach {
         let mut io = berth_core::tasks::Stdio::default();
-        if let Some(log) = log_path(&container) {
+        if let Some(log) = log_path(ctx, &container) {
             io.stdout = format!("file://{}", log.display());
             io.stderr = io.stdout.clone();
         }

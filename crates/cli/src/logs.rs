@@ -46,7 +46,7 @@ pub async fn run(ctx: &Ctx, id: &str, follow: bool) -> Result<()> {
     let c = Clients::new(ctx).await?;
     let ns = ctx.namespace.as_str();
     let container = find(&c, ns, id).await?;
-    let path = log_path(&container).with_context(|| {
+    let path = log_path(ctx, &container).with_context(|| {
         format!(
             "container {} has no log (not made by berth run)",
             container.id

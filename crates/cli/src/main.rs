@@ -175,15 +175,6 @@ impl Ctx {
         });
         std::path::absolute(&dir).unwrap_or(dir)
     }
-
-    /// The directory of container `id` of the current namespace:
-    /// `<state>/containers/<namespace>/<id>`.
-    pub fn container_dir(&self, id: &str) -> PathBuf {
-        self.state_dir()
-            .join("containers")
-            .join(&self.namespace)
-            .join(id)
-    }
 }
 
 /// The command ran to its end and `berth` exits with this code: a container's or an exec's exit
@@ -738,10 +729,7 @@ mod tests {
             format: Format::Table,
             state_dir: None,
         };
-        assert_eq!(
-            ctx.container_dir("c1"),
-            std::path::Path::new("/run/berth/containers/default/c1")
-        );
+        assert_eq!(ctx.state_dir(), std::path::Path::new("/run/berth"));
     }
 
     #[test]

@@ -19,7 +19,10 @@ mod error;
 
 pub use error::{OpsError, Result};
 
+pub mod containers;
 pub mod leases;
+pub mod signals;
+pub mod stats;
 mod stores;
 
 pub use leases::with_lease;
