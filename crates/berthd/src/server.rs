@@ -30,7 +30,7 @@ use berth_services::introspection::IntrospectionService;
 use berth_services::leases::LeasesService;
 use berth_services::namespaces::NamespacesService;
 use berth_services::snapshots::SnapshotsService;
-use berth_services::tasks::TasksService;
+use berth_services::tasks::{LocalTasks, TasksService};
 use berth_services::version::VersionService;
 use berth_services::{Exchange, Plugin, PluginRegistry};
 use tokio::net::UnixListener;
@@ -318,8 +318,7 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
             exchange: exchange.clone(),
         })))
         .add_service(limits!(TasksServer::new(TasksService {
-            meta: meta.clone(),
-            runtime: runtime.clone(),
+            tasks: LocalTasks::new(meta.clone(), runtime.clone()),
         })))
         .add_service(limits!(LeasesServer::new(LeasesService {
             leases: store.clone(),

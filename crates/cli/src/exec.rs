@@ -4,6 +4,7 @@
 //! other arguments; it runs as an **exec** of the container's task, named by an exec id, with
 //! stdio through FIFOs (or a terminal) as for a foreground `run`.
 
+use berth_core::tasks::Tasks;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -63,8 +64,8 @@ pub async fn run(ctx: &Ctx, a: ExecArgs) -> Result<()> {
     let id = container.id.clone();
 
     if a.detach {
-        let mut io = berth_client::TaskIo::default();
-        if let Some(log) = log_path(&container) {
+        let mut io = berth_core::tasks::Stdio::default();
+        if let Some(log) = log_path(ctx, &container) {
             io.stdout = format!("file://{}", log.display());
             io.stderr = io.stdout.clone();
         }

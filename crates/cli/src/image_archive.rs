@@ -11,8 +11,8 @@ use clap::Args;
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use crate::stores::RemoteStores;
 use crate::{Ctx, Format};
+use berth_client::RemoteStores;
 
 /// `berth image import` arguments.
 #[derive(Debug, Args)]

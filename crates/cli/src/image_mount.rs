@@ -7,12 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use berth_client::{RemoteImages, RemoteLeases, RemoteSnapshotter, RemoteUnpacker};
 use berth_core::images::ImageStore;
-use berth_core::labels::GC_EXPIRE;
 use berth_core::leases::LeaseManager;
 use berth_core::snapshots::Snapshotter;
 use berth_core::ErrorKind;
@@ -23,9 +22,6 @@ use tonic::transport::Channel;
 
 use crate::output;
 use crate::{Ctx, Format};
-
-/// How long the lease of a mounted image lives if it is never unmounted (as ctr).
-const MOUNT_LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// What `image mount` was asked.
 #[derive(Debug, Clone)]
@@ -64,11 +60,9 @@ pub fn mount_lease_labels(
     key: &str,
     now: SystemTime,
 ) -> BTreeMap<String, String> {
+    // Lives as long as a workflow's lease (24 hours, as ctr's) if it is never unmounted.
     BTreeMap::from([
-        (
-            GC_EXPIRE.to_string(),
-            output::time_seconds(now + MOUNT_LEASE_EXPIRY),
-        ),
+        berth_ops::leases::expire_label(now, berth_ops::leases::DEFAULT_EXPIRY),
         (gc_snapshot_label(snapshotter), key.to_string()),
     ])
 }
@@ -205,6 +199,8 @@ mod tests {
 
     #[test]
     fn lease_labels_expire_in_a_day_and_hold_the_snapshot() {
+        use berth_core::labels::GC_EXPIRE;
+        use std::time::Duration;
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let labels = mount_lease_labels("overlayfs", "/mnt/x", now);
         assert_eq!(labels[GC_EXPIRE], "2023-11-15T22:13:20Z");

@@ -1,12 +1,16 @@
 //! `berth inspect` (a container's record, state and spec) and `berth top` (its processes).
 
+use berth_core::tasks::Tasks;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::Result;
 use berth_core::containers::Container;
 use serde::Serialize;
 
-use crate::container::{find, log_path, state_of, task_of, Clients, State, LABEL_DIR};
+use berth_ops::containers::{state_of, State};
+
+use crate::container::{dir_of, find, task_of, Clients};
 use crate::output::{self, Table};
 use crate::{Ctx, Format};
 
@@ -44,7 +48,7 @@ pub struct InspectJson {
 }
 
 impl InspectJson {
-    pub fn new(c: &Container, s: &State) -> InspectJson {
+    pub fn new(c: &Container, s: &State, dir: Option<PathBuf>) -> InspectJson {
         let (pid, exit_code, exited_at, oom_killed) = match s {
             State::Running { pid, .. } | State::TaskCreated { pid } => {
                 (Some(*pid), None, None, false)
@@ -70,8 +74,8 @@ impl InspectJson {
                 exited_at,
                 oom_killed,
             },
-            dir: c.labels.get(LABEL_DIR).cloned(),
-            log_path: log_path(c).map(|p| p.display().to_string()),
+            log_path: dir.as_ref().map(|d| d.join("log").display().to_string()),
+            dir: dir.map(|d| d.display().to_string()),
             spec: c
                 .spec
                 .as_ref()
@@ -133,7 +137,8 @@ pub async fn inspect(ctx: &Ctx, c: &Clients, ids: &[String]) -> Result<()> {
         let container = find(c, ns, id).await?;
         let task = task_of(c, ns, &container.id).await?;
         let state = state_of(&container, task.as_ref());
-        out.push(InspectJson::new(&container, &state));
+        let dir = dir_of(ctx, &container);
+        out.push(InspectJson::new(&container, &state, dir));
     }
     match ctx.format {
         Format::Json => output::print_json(&out),
@@ -228,14 +233,12 @@ mod tests {
             type_url: berth_oci::SPEC_TYPE_URL.into(),
             value: br#"{"process":{"args":["echo","hi"]}}"#.to_vec(),
         });
-        c.labels
-            .insert(LABEL_DIR.into(), "/run/berth/containers/default/c1".into());
         let s = State::Exited {
             code: 137,
             at: None,
             oom: true,
         };
-        let j = InspectJson::new(&c, &s);
+        let j = InspectJson::new(&c, &s, Some("/run/berth/containers/default/c1".into()));
         let v = serde_json::to_value(&j).unwrap();
         assert_eq!(v["state"]["exit_code"], 137);
         assert_eq!(v["state"]["oom_killed"], true);

@@ -10,7 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use berth_client::TaskStatus;
+use berth_core::tasks::Status as TaskStatus;
 
 use crate::container::{find, log_path, task_of, Clients};
 use crate::Ctx;
@@ -46,7 +46,7 @@ pub async fn run(ctx: &Ctx, id: &str, follow: bool) -> Result<()> {
     let c = Clients::new(ctx).await?;
     let ns = ctx.namespace.as_str();
     let container = find(&c, ns, id).await?;
-    let path = log_path(&container).with_context(|| {
+    let path = log_path(ctx, &container).with_context(|| {
         format!(
             "container {} has no log (not made by berth run)",
             container.id

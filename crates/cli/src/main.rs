@@ -20,7 +20,6 @@ mod run;
 mod snapshot;
 mod stats;
 mod stdio;
-mod stores;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -175,15 +174,6 @@ impl Ctx {
                 .unwrap_or_else(|| PathBuf::from("."))
         });
         std::path::absolute(&dir).unwrap_or(dir)
-    }
-
-    /// The directory of container `id` of the current namespace:
-    /// `<state>/containers/<namespace>/<id>`.
-    pub fn container_dir(&self, id: &str) -> PathBuf {
-        self.state_dir()
-            .join("containers")
-            .join(&self.namespace)
-            .join(id)
     }
 }
 
@@ -741,10 +731,7 @@ mod tests {
             format: Format::Table,
             state_dir: None,
         };
-        assert_eq!(
-            ctx.container_dir("c1"),
-            std::path::Path::new("/run/berth/containers/default/c1")
-        );
+        assert_eq!(ctx.state_dir(), std::path::Path::new("/run/berth"));
     }
 
     #[test]

@@ -17,8 +17,8 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::stores::RemoteStores;
 use crate::{Ctx, Format};
+use berth_client::RemoteStores;
 
 /// `berth pull` arguments.
 #[derive(Debug, Args)]

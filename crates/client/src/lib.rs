@@ -37,6 +37,7 @@ mod images;
 mod leases;
 mod namespaces;
 pub mod snapshots;
+mod stores;
 mod tasks;
 
 pub use containers::RemoteContainers;
@@ -47,7 +48,8 @@ pub use images::RemoteImages;
 pub use leases::RemoteLeases;
 pub use namespaces::{server_uuid, server_version, RemoteNamespaces, ServerVersion};
 pub use snapshots::RemoteSnapshotter;
-pub use tasks::{ExitStatus, ProcessStatus, RemoteTasks, TaskIo, TaskMetric, TaskPid, TaskStatus};
+pub use stores::RemoteStores;
+pub use tasks::RemoteTasks;
 
 /// The generated containerd API types and clients this crate is built on.
 pub use containerd_client as api;

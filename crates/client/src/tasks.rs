@@ -1,21 +1,20 @@
 //! Tasks over containerd's Tasks service: running a container's processes.
 //!
-//! A **task** is the running side of a container: its **init process** (named by the container
-//! id; `exec_id` empty) and any processes **exec**'d into it (named by an exec id). Each
-//! process's stdio is named by the client, as FIFO paths or log URIs (`file:///path`,
-//! `binary:///path`), or, with `terminal`, a pty that the shim allocates.
+//! [`RemoteTasks`] implements berth-core's [`Tasks`] (see [`berth_core::tasks`] for the
+//! vocabulary: task, init process, exec, stdio, exit) over gRPC.
 
-use std::fmt;
-use std::time::SystemTime;
+use std::collections::BTreeMap;
 
 use berth_core::containers::Any;
-use berth_core::snapshots::Mount;
+use berth_core::tasks::{
+    CreateTask, ExitStatus, Metric, PidInfo, ProcessStatus, Status, Stdio, Tasks,
+};
 use berth_core::{Error, Result};
 use containerd_client::services::v1::{
     tasks_client::TasksClient, CloseIoRequest, CreateTaskRequest, DeleteProcessRequest,
     DeleteTaskRequest, ExecProcessRequest, GetRequest, KillRequest, ListPidsRequest,
     ListTasksRequest, MetricsRequest, PauseTaskRequest, ResizePtyRequest, ResumeTaskRequest,
-    StartRequest, WaitRequest,
+    StartRequest, UpdateTaskRequest, WaitRequest,
 };
 use containerd_client::types::v1::{Process as PbProcess, Status as PbStatus};
 use tonic::transport::Channel;
@@ -23,68 +22,15 @@ use tonic::transport::Channel;
 use crate::containers::{any_from_pb, any_to_pb};
 use crate::{request, status_to_error, to_time};
 
-/// The status of a task's process (containerd's `task.Status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskStatus {
-    Unknown,
-    /// Created, not started.
-    Created,
-    Running,
-    /// Exited; its exit status is kept until the task (or exec) is deleted.
-    Stopped,
-    /// Frozen by `pause`.
-    Paused,
-    Pausing,
-}
-
-impl TaskStatus {
-    fn from_pb(v: i32) -> TaskStatus {
-        match PbStatus::try_from(v).unwrap_or(PbStatus::Unknown) {
-            PbStatus::Unknown => TaskStatus::Unknown,
-            PbStatus::Created => TaskStatus::Created,
-            PbStatus::Running => TaskStatus::Running,
-            PbStatus::Stopped => TaskStatus::Stopped,
-            PbStatus::Paused => TaskStatus::Paused,
-            PbStatus::Pausing => TaskStatus::Pausing,
-        }
+fn status_from_pb(v: i32) -> Status {
+    match PbStatus::try_from(v).unwrap_or(PbStatus::Unknown) {
+        PbStatus::Unknown => Status::Unknown,
+        PbStatus::Created => Status::Created,
+        PbStatus::Running => Status::Running,
+        PbStatus::Stopped => Status::Stopped,
+        PbStatus::Paused => Status::Paused,
+        PbStatus::Pausing => Status::Pausing,
     }
-}
-
-/// `RUNNING`, `STOPPED`…: what `ctr task ls` prints.
-impl fmt::Display for TaskStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TaskStatus::Unknown => "UNKNOWN",
-            TaskStatus::Created => "CREATED",
-            TaskStatus::Running => "RUNNING",
-            TaskStatus::Stopped => "STOPPED",
-            TaskStatus::Paused => "PAUSED",
-            TaskStatus::Pausing => "PAUSING",
-        })
-    }
-}
-
-/// Where a process's stdio goes: FIFO paths or log URIs, empty for none.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TaskIo {
-    pub stdin: String,
-    pub stdout: String,
-    pub stderr: String,
-    pub terminal: bool,
-}
-
-/// A process of a task, as the service reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessStatus {
-    pub container_id: String,
-    /// The exec id, or the container id for the init process.
-    pub id: String,
-    pub pid: u32,
-    pub status: TaskStatus,
-    pub io: TaskIo,
-    /// Meaningful once stopped.
-    pub exit_status: u32,
-    pub exited_at: Option<SystemTime>,
 }
 
 fn process_from_pb(p: PbProcess) -> ProcessStatus {
@@ -92,8 +38,8 @@ fn process_from_pb(p: PbProcess) -> ProcessStatus {
         container_id: p.container_id,
         id: p.id,
         pid: p.pid,
-        status: TaskStatus::from_pb(p.status),
-        io: TaskIo {
+        status: status_from_pb(p.status),
+        stdio: Stdio {
             stdin: p.stdin,
             stdout: p.stdout,
             stderr: p.stderr,
@@ -102,32 +48,6 @@ fn process_from_pb(p: PbProcess) -> ProcessStatus {
         exit_status: p.exit_status,
         exited_at: p.exited_at.map(|t| to_time(Some(t))),
     }
-}
-
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitStatus {
-    pub pid: u32,
-    /// The exit code, or 128 + the signal that killed it.
-    pub code: u32,
-    pub exited_at: SystemTime,
-}
-
-/// A process in a task's cgroup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskPid {
-    pub pid: u32,
-    /// The exec id, for processes the runtime knows as execs.
-    pub exec_id: Option<String>,
-}
-
-/// One task's metrics: cgroup statistics as an `Any` (`io.containerd.cgroups.v1.Metrics` or
-/// `io.containerd.cgroups.v2.Metrics`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskMetric {
-    pub id: String,
-    pub timestamp: SystemTime,
-    pub data: Option<Any>,
 }
 
 /// containerd's `containerd.runc.v1.ProcessDetails`, the info of a pid that is an exec.
@@ -165,28 +85,21 @@ impl RemoteTasks {
     fn client(&self) -> TasksClient<Channel> {
         TasksClient::new(self.channel.clone()).max_decoding_message_size(crate::MAX_MESSAGE_SIZE)
     }
+}
 
-    /// Create the task of container `id` (not started) on the root filesystem `rootfs` with
-    /// stdio `io` and runtime `options` (none: the container's); returns the init process's
-    /// pid.
-    pub async fn create(
-        &self,
-        ns: &str,
-        id: &str,
-        rootfs: Vec<Mount>,
-        io: &TaskIo,
-        options: Option<Any>,
-    ) -> Result<u32> {
+impl Tasks for RemoteTasks {
+    async fn create(&self, ns: &str, req: CreateTask) -> Result<u32> {
+        let stdio = req.stdio;
         let req = CreateTaskRequest {
-            container_id: id.to_string(),
-            rootfs: berth_api::convert::mounts_msg(rootfs),
-            stdin: io.stdin.clone(),
-            stdout: io.stdout.clone(),
-            stderr: io.stderr.clone(),
-            terminal: io.terminal,
+            container_id: req.container_id,
+            rootfs: berth_api::convert::mounts_msg(req.rootfs),
+            stdin: stdio.stdin,
+            stdout: stdio.stdout,
+            stderr: stdio.stderr,
+            terminal: stdio.terminal,
             checkpoint: None,
-            options: options.map(any_to_pb),
-            runtime_path: String::new(),
+            options: req.options.map(any_to_pb),
+            runtime_path: req.runtime_path,
         };
         let resp = self
             .client()
@@ -197,7 +110,7 @@ impl RemoteTasks {
     }
 
     /// Start the init process (`exec_id` empty) or an exec; returns its pid.
-    pub async fn start(&self, ns: &str, id: &str, exec_id: &str) -> Result<u32> {
+    async fn start(&self, ns: &str, id: &str, exec_id: &str) -> Result<u32> {
         let req = StartRequest {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
@@ -212,7 +125,7 @@ impl RemoteTasks {
 
     /// Delete the task of container `id` (its init process must have exited); returns how it
     /// exited.
-    pub async fn delete(&self, ns: &str, id: &str) -> Result<ExitStatus> {
+    async fn delete(&self, ns: &str, id: &str) -> Result<ExitStatus> {
         let req = DeleteTaskRequest {
             container_id: id.to_string(),
         };
@@ -230,7 +143,7 @@ impl RemoteTasks {
     }
 
     /// Delete the exited exec `exec_id`; returns how it exited.
-    pub async fn delete_process(&self, ns: &str, id: &str, exec_id: &str) -> Result<ExitStatus> {
+    async fn delete_process(&self, ns: &str, id: &str, exec_id: &str) -> Result<ExitStatus> {
         let req = DeleteProcessRequest {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
@@ -249,7 +162,7 @@ impl RemoteTasks {
     }
 
     /// The state of the init process (`exec_id` empty) or an exec.
-    pub async fn get(&self, ns: &str, id: &str, exec_id: &str) -> Result<ProcessStatus> {
+    async fn get(&self, ns: &str, id: &str, exec_id: &str) -> Result<ProcessStatus> {
         let req = GetRequest {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
@@ -266,7 +179,7 @@ impl RemoteTasks {
     }
 
     /// The init processes of every task in `ns`.
-    pub async fn list(&self, ns: &str) -> Result<Vec<ProcessStatus>> {
+    async fn list(&self, ns: &str) -> Result<Vec<ProcessStatus>> {
         let req = ListTasksRequest {
             filter: String::new(),
         };
@@ -285,14 +198,7 @@ impl RemoteTasks {
 
     /// Send `signal` to the init process (`exec_id` empty) or an exec; with `all`, to every
     /// process of the task.
-    pub async fn kill(
-        &self,
-        ns: &str,
-        id: &str,
-        exec_id: &str,
-        signal: u32,
-        all: bool,
-    ) -> Result<()> {
+    async fn kill(&self, ns: &str, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
         let req = KillRequest {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
@@ -307,21 +213,21 @@ impl RemoteTasks {
     }
 
     /// Add the exec `exec_id` running `process` (an OCI process spec, as an `Any`) with stdio
-    /// `io`; start it with [`RemoteTasks::start`].
-    pub async fn exec(
+    /// `io`; start it with [`Tasks::start`].
+    async fn exec(
         &self,
         ns: &str,
         id: &str,
         exec_id: &str,
-        io: &TaskIo,
+        stdio: &Stdio,
         process: Any,
     ) -> Result<()> {
         let req = ExecProcessRequest {
             container_id: id.to_string(),
-            stdin: io.stdin.clone(),
-            stdout: io.stdout.clone(),
-            stderr: io.stderr.clone(),
-            terminal: io.terminal,
+            stdin: stdio.stdin.clone(),
+            stdout: stdio.stdout.clone(),
+            stderr: stdio.stderr.clone(),
+            terminal: stdio.terminal,
             spec: Some(any_to_pb(process)),
             exec_id: exec_id.to_string(),
         };
@@ -333,7 +239,7 @@ impl RemoteTasks {
     }
 
     /// Resize the terminal of a process.
-    pub async fn resize_pty(
+    async fn resize_pty(
         &self,
         ns: &str,
         id: &str,
@@ -355,7 +261,7 @@ impl RemoteTasks {
     }
 
     /// Close a process's stdin (it reads end-of-file).
-    pub async fn close_stdin(&self, ns: &str, id: &str, exec_id: &str) -> Result<()> {
+    async fn close_stdin(&self, ns: &str, id: &str, exec_id: &str) -> Result<()> {
         let req = CloseIoRequest {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
@@ -369,7 +275,7 @@ impl RemoteTasks {
     }
 
     /// Freeze every process of the task.
-    pub async fn pause(&self, ns: &str, id: &str) -> Result<()> {
+    async fn pause(&self, ns: &str, id: &str) -> Result<()> {
         let req = PauseTaskRequest {
             container_id: id.to_string(),
         };
@@ -381,7 +287,7 @@ impl RemoteTasks {
     }
 
     /// Thaw a paused task.
-    pub async fn resume(&self, ns: &str, id: &str) -> Result<()> {
+    async fn resume(&self, ns: &str, id: &str) -> Result<()> {
         let req = ResumeTaskRequest {
             container_id: id.to_string(),
         };
@@ -393,7 +299,7 @@ impl RemoteTasks {
     }
 
     /// The processes in the task's cgroup (host pids).
-    pub async fn pids(&self, ns: &str, id: &str) -> Result<Vec<TaskPid>> {
+    async fn pids(&self, ns: &str, id: &str) -> Result<Vec<PidInfo>> {
         let req = ListPidsRequest {
             container_id: id.to_string(),
         };
@@ -406,15 +312,35 @@ impl RemoteTasks {
             .into_inner()
             .processes
             .into_iter()
-            .map(|p| TaskPid {
+            .map(|p| PidInfo {
                 pid: p.pid,
-                exec_id: exec_id_of(p.info),
+                exec_id: exec_id_of(p.info.clone()),
+                info: p.info.map(any_from_pb),
             })
             .collect())
     }
 
+    async fn update(
+        &self,
+        ns: &str,
+        id: &str,
+        resources: Option<Any>,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<()> {
+        let req = UpdateTaskRequest {
+            container_id: id.to_string(),
+            resources: resources.map(any_to_pb),
+            annotations: annotations.into_iter().collect(),
+        };
+        self.client()
+            .update(request(req, ns, None))
+            .await
+            .map_err(status_to_error)?;
+        Ok(())
+    }
+
     /// Metrics of the tasks of `ns` matching `filters` (`id==<container>`; empty: all).
-    pub async fn metrics(&self, ns: &str, filters: &[String]) -> Result<Vec<TaskMetric>> {
+    async fn metrics(&self, ns: &str, filters: &[String]) -> Result<Vec<Metric>> {
         let req = MetricsRequest {
             filters: filters.to_vec(),
         };
@@ -427,7 +353,7 @@ impl RemoteTasks {
             .into_inner()
             .metrics
             .into_iter()
-            .map(|m| TaskMetric {
+            .map(|m| Metric {
                 id: m.id,
                 timestamp: to_time(m.timestamp),
                 data: m.data.map(any_from_pb),
@@ -437,7 +363,7 @@ impl RemoteTasks {
 
     /// Wait for the init process (`exec_id` empty) or an exec to exit; returns at once if it
     /// already has.
-    pub async fn wait(&self, ns: &str, id: &str, exec_id: &str) -> Result<ExitStatus> {
+    async fn wait(&self, ns: &str, id: &str, exec_id: &str) -> Result<ExitStatus> {
         let req = WaitRequest {
             container_id: id.to_string(),
             exec_id: exec_id.to_string(),
@@ -462,10 +388,10 @@ mod tests {
 
     #[test]
     fn statuses_read_like_ctr() {
-        assert_eq!(TaskStatus::from_pb(2).to_string(), "RUNNING");
-        assert_eq!(TaskStatus::from_pb(3), TaskStatus::Stopped);
-        assert_eq!(TaskStatus::from_pb(4), TaskStatus::Paused);
-        assert_eq!(TaskStatus::from_pb(99), TaskStatus::Unknown);
+        assert_eq!(status_from_pb(2).to_string(), "RUNNING");
+        assert_eq!(status_from_pb(3), Status::Stopped);
+        assert_eq!(status_from_pb(4), Status::Paused);
+        assert_eq!(status_from_pb(99), Status::Unknown);
     }
 
     #[test]
@@ -484,10 +410,10 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert_eq!(p.status, TaskStatus::Stopped);
+        assert_eq!(p.status, Status::Stopped);
         assert_eq!(p.exit_status, 7);
-        assert!(p.io.terminal);
-        assert_eq!(p.io.stdout, "/tmp/out");
+        assert!(p.stdio.terminal);
+        assert_eq!(p.stdio.stdout, "/tmp/out");
         assert!(p.exited_at.is_some());
     }
 

@@ -5,7 +5,7 @@
 //! are classified, after containerd's `errdefs`), [`filters`] (containerd's filter syntax),
 //! [`identifiers`] (what a valid namespace or lease name is), and the store traits:
 //! [`content::ContentStore`], [`leases::LeaseManager`], [`namespaces::NamespaceStore`],
-//! [`snapshots::Snapshotter`] (with [`mount::Mount`], how a snapshot is assembled, as data),
+//! [`snapshots::Snapshotter`], [`tasks::Tasks`] (with [`mount::Mount`], how a snapshot is assembled, as data),
 //! [`diff::LayerApplier`]; and [`reference`] (image names normalized as Docker does).
 //! The containerd wire strings are defined here once: headers ([`namespaces::GRPC_HEADER`],
 //! [`namespaces::TTRPC_HEADER`], [`leases::GRPC_HEADER`]), labels ([`labels`]) and `Any` type
@@ -28,6 +28,7 @@ pub mod mount;
 pub mod namespaces;
 pub mod reference;
 pub mod snapshots;
+pub mod tasks;
 pub mod type_urls;
 
 pub use digest::{Descriptor, Digest, DigestAlgorithm, Digester};

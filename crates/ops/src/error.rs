@@ -16,6 +16,16 @@ pub enum OpsError {
     /// A registry request failed.
     #[error(transparent)]
     Distribution(#[from] berth_distribution::DistributionError),
+    /// Mounting a snapshot for a moment (to read the image's users) failed.
+    #[error(transparent)]
+    Mount(#[from] berth_mount::MountError),
+    /// Reading or writing a file of the host (a container's directory, its log).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A step failed; `context` says which (e.g. `create container c1`).
     #[error("{context}: {source}")]
     Context {
@@ -33,6 +43,11 @@ impl OpsError {
             OpsError::Image(e) => e.kind(),
             OpsError::Oci(e) => e.kind(),
             OpsError::Distribution(e) => e.kind(),
+            OpsError::Mount(e) => e.kind(),
+            OpsError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorKind::NotFound
+            }
+            OpsError::Io { .. } => ErrorKind::Internal,
             OpsError::Context { source, .. } => source.kind(),
         }
     }
@@ -40,6 +55,12 @@ impl OpsError {
     /// Whether the failure is of class `kind`.
     pub fn is(&self, kind: ErrorKind) -> bool {
         self.kind() == kind
+    }
+
+    /// An I/O error on `what` (a path, said as the message should say it).
+    pub fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> OpsError {
+        let what = what.to_string();
+        move |source| OpsError::Io { what, source }
     }
 
     /// This error, saying that it happened while doing `context`.

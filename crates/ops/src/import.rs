@@ -2,16 +2,15 @@
 //! and unpacking their images (containerd's `client.Import`), under a temporary lease.
 
 use std::io::Read;
-use std::time::Duration;
 
 use berth_core::Descriptor;
 use berth_images::{image_archive, Platform, UnpackOptions};
 
-use crate::pull::{record_image, unpacker, with_temp_lease};
+use crate::leases::{temporary_id, with_lease, DEFAULT_EXPIRY};
+use crate::pull::{record_image, unpacker};
 use crate::{OpsError, Result, Stores};
 
 /// How long an import's lease protects its blobs if the importer dies half-way.
-const IMPORT_LEASE_EXPIRY: Duration = Duration::from_secs(3600);
 
 /// How to import.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +45,8 @@ pub async fn import<S: Stores, R: Read>(
     reader: R,
     opts: &ImportOptions,
 ) -> Result<Vec<Imported>> {
-    with_temp_lease(stores, ns, "berth-import", IMPORT_LEASE_EXPIRY, |lease| {
+    let lease = temporary_id("import");
+    with_lease(stores.leases(), ns, &lease, DEFAULT_EXPIRY, |lease| {
         import_under(stores, ns, reader, opts, lease)
     })
     .await

@@ -10,6 +10,9 @@
 //!   containers, snapshotters, a layer applier, tasks), bundled once per caller;
 //! - a workflow that creates several objects runs **under a lease** ([`leases`]), so the garbage
 //!   collector leaves half-done work alone, and **rolls back** what it made when it fails.
+//! - a **container** ([`containers`]) is made from an image (record, snapshot, and a directory
+//!   of its own under the state directory), then **started** (a task), **stopped**, **reaped**
+//!   (its task deleted, its end recorded) and **removed**; [`stats`] reads a task's metrics.
 //!
 //! Architecture invariant: this crate depends on berth-core's traits and on the libraries below
 //! them (images, oci, distribution), never on gRPC, redb or the daemon; flags, terminals and
@@ -19,8 +22,13 @@ mod error;
 
 pub use error::{OpsError, Result};
 
+pub mod containers;
+pub mod leases;
+pub mod signals;
+pub mod stats;
 mod stores;
 
+pub use leases::with_lease;
 pub use stores::Stores;
 
 pub mod import;

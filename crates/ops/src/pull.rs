@@ -7,22 +7,19 @@
 //! stay so that pulling again resumes them.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use berth_core::images::{Image, ImageStore};
-use berth_core::labels::GC_EXPIRE;
-use berth_core::leases::LeaseManager;
 use berth_core::{Descriptor, ErrorKind};
 use berth_distribution::{CredentialProvider, PullProgress, Puller};
 use berth_images::{Platform, UnpackOptions, Unpacked, Unpacker};
 
+use crate::leases::{temporary_id, with_lease, DEFAULT_EXPIRY};
 use crate::{OpsError, Result, Stores};
 
 /// How long a pull's lease protects its blobs if the puller dies half-way.
-const PULL_LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// How to pull.
 #[derive(Debug, Clone)]
@@ -90,7 +87,8 @@ pub async fn pull<S: Stores>(
     progress: &dyn PullProgress,
 ) -> Result<Pulled> {
     let name = berth_core::reference::normalize(reference)?;
-    with_temp_lease(stores, ns, "berth-pull", PULL_LEASE_EXPIRY, |lease| {
+    let lease = temporary_id("pull");
+    with_lease(stores.leases(), ns, &lease, DEFAULT_EXPIRY, |lease| {
         pull_under(stores, ns, reference, &name, &opts, progress, lease)
     })
     .await
@@ -181,41 +179,4 @@ pub async fn record_image<I: ImageStore>(
         }
         Err(e) => Err(OpsError::from(e).context(format!("create image {name}"))),
     }
-}
-
-/// Run `f` under a new lease `<prefix>-<random>` of `ns` that expires after `expiry`, then
-/// delete the lease: what `f` made is held by then by records of its own (an image, a
-/// config's snapshot label). When `f` failed, the deletion waits for a collection, so what it
-/// left goes before this returns (ingests excepted).
-///
-/// Integrator: this is the pull/import branch's stand-in for `berth_ops::leases`; switch it to
-/// the shared helper.
-pub(crate) async fn with_temp_lease<S, T, F, Fut>(
-    stores: &S,
-    ns: &str,
-    prefix: &str,
-    expiry: Duration,
-    f: F,
-) -> Result<T>
-where
-    S: Stores,
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let lease = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-    let expires = humantime::format_rfc3339_seconds(SystemTime::now() + expiry).to_string();
-    stores
-        .leases()
-        .create(
-            ns,
-            &lease,
-            BTreeMap::from([(GC_EXPIRE.to_string(), expires)]),
-        )
-        .await
-        .map_err(|e| OpsError::from(e).context(format!("create lease {lease}")))?;
-    let result = f(lease.clone()).await;
-    if let Err(e) = stores.leases().delete(ns, &lease, result.is_err()).await {
-        tracing::warn!(%lease, error = %e, "delete lease");
-    }
-    result
 }

@@ -4,6 +4,7 @@ use berth_core::containers::ContainerStore;
 use berth_core::content::ContentStore;
 use berth_core::images::ImageStore;
 use berth_core::leases::LeaseManager;
+use berth_core::tasks::Tasks;
 use berth_images::{LayerApplier, SnapshotterProvider};
 
 /// Everything a workflow may touch, as berth-core's traits.
@@ -12,12 +13,14 @@ use berth_images::{LayerApplier, SnapshotterProvider};
 /// stores implement it in-process (for berthd's CRI and Transfer services). Each store takes the
 /// namespace as a parameter; nothing here is bound to one.
 pub trait Stores: Send + Sync {
-    type Content: ContentStore;
-    type Leases: LeaseManager;
+    // Clone (a handle), so that an unpacker can be made over them.
+    type Content: ContentStore + Clone;
+    type Leases: LeaseManager + Clone;
     type Images: ImageStore;
     type Containers: ContainerStore;
-    type Snapshotters: SnapshotterProvider;
-    type Applier: LayerApplier;
+    type Snapshotters: SnapshotterProvider + Clone;
+    type Applier: LayerApplier + Clone;
+    type Tasks: Tasks;
 
     /// Blobs: manifests, configs, layers.
     fn content(&self) -> &Self::Content;
@@ -31,4 +34,6 @@ pub trait Stores: Send + Sync {
     fn snapshotters(&self) -> &Self::Snapshotters;
     /// Applies layer blobs onto mounts.
     fn applier(&self) -> &Self::Applier;
+    /// Tasks: containers' processes, running.
+    fn tasks(&self) -> &Self::Tasks;
 }

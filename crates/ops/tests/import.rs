@@ -13,62 +13,13 @@ use berth_core::images::ImageStore;
 use berth_core::leases::LeaseManager;
 use berth_core::snapshots::Snapshotter;
 use berth_core::{Digest, ErrorKind};
-use berth_diff::WalkingDiff;
-use berth_images::SnapshotterProvider;
-use berth_metadata::{Metadata, NamespacedSnapshotter};
-use berth_ops::{import, ImportOptions, Stores};
+use berth_metadata::Metadata;
+use berth_ops::{import, ImportOptions};
+use berth_runtime::{RuntimeConfig, TaskManager};
+use berth_services::{Exchange, LocalStores, LocalTasks};
 use berth_snapshots::NativeSnapshotter;
 
 const NS: &str = "ops-import";
-
-#[derive(Debug)]
-struct TestStores {
-    meta: Metadata,
-    snapshotters: MetaSnapshotters,
-    applier: WalkingDiff<Metadata>,
-}
-
-#[derive(Debug)]
-struct MetaSnapshotters(Metadata);
-
-impl SnapshotterProvider for MetaSnapshotters {
-    type Snapshotter = NamespacedSnapshotter;
-    fn snapshotter(
-        &self,
-        ns: &str,
-        name: &str,
-        lease: Option<&str>,
-    ) -> berth_core::Result<NamespacedSnapshotter> {
-        self.0.snapshotter(ns, name, lease)
-    }
-}
-
-impl Stores for TestStores {
-    type Content = Metadata;
-    type Leases = Metadata;
-    type Images = Metadata;
-    type Containers = Metadata;
-    type Snapshotters = MetaSnapshotters;
-    type Applier = WalkingDiff<Metadata>;
-    fn content(&self) -> &Metadata {
-        &self.meta
-    }
-    fn leases(&self) -> &Metadata {
-        &self.meta
-    }
-    fn images(&self) -> &Metadata {
-        &self.meta
-    }
-    fn containers(&self) -> &Metadata {
-        &self.meta
-    }
-    fn snapshotters(&self) -> &MetaSnapshotters {
-        &self.snapshotters
-    }
-    fn applier(&self) -> &WalkingDiff<Metadata> {
-        &self.applier
-    }
-}
 
 fn add(tar: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
     let mut h = tar::Header::new_gnu();
@@ -136,11 +87,18 @@ async fn imports_names_and_unpacks_under_a_lease_it_removes() {
         "native",
         Arc::new(NativeSnapshotter::open(dir.path().join("native")).unwrap()),
     );
-    let stores = TestStores {
-        snapshotters: MetaSnapshotters(meta.clone()),
-        applier: WalkingDiff::new(meta.clone(), dir.path()),
-        meta: meta.clone(),
-    };
+    let runtime = TaskManager::new(
+        RuntimeConfig {
+            state: dir.path().join("run"),
+            root: dir.path().join("root"),
+            grpc_address: dir.path().join("berthd.sock"),
+            ttrpc_address: dir.path().join("berthd.sock.ttrpc"),
+            publish_binary: "/bin/false".into(),
+            shim_dirs: Vec::new(),
+        },
+        Arc::new(Exchange::new()),
+    );
+    let stores = LocalStores::new(meta.clone(), LocalTasks::new(meta.clone(), runtime));
     let (tar, diff_id) = archive();
 
     // Only a tag, no base name: nothing to call the image.

@@ -27,8 +27,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::bundle::Bundle;
 use crate::error::{Result, RuntimeError};
-use crate::types::{pb_any, time_from_pb, Exit};
+use crate::types::{pb_any, time_from_pb};
 use berth_core::containers::Any;
+use berth_core::tasks::ExitStatus;
 
 /// How long `start` and `delete` may take.
 const BINARY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -191,7 +192,7 @@ impl ShimBinary {
 
     /// Run `delete` for the task of `bundle` (its shim is gone); returns what the binary
     /// reports about the task's end.
-    pub async fn delete(&self, bundle: &Bundle) -> Result<Exit> {
+    pub async fn delete(&self, bundle: &Bundle) -> Result<ExitStatus> {
         let bundle_path = bundle.path.display().to_string();
         let args = ["-id", &bundle.id, "-bundle", &bundle_path, "delete"];
         // The bundle may be half gone; the binary still needs a working directory.
@@ -217,10 +218,10 @@ impl ShimBinary {
                     reason: format!("decode response: {e}"),
                 }
             })?;
-        Ok(Exit {
+        Ok(ExitStatus {
             pid: resp.pid,
-            status: resp.exit_status,
-            timestamp: time_from_pb(&resp.exited_at).unwrap_or_else(SystemTime::now),
+            code: resp.exit_status,
+            exited_at: time_from_pb(&resp.exited_at).unwrap_or_else(SystemTime::now),
         })
     }
 }

@@ -33,4 +33,4 @@ pub use error::RuntimeError;
 pub use events::ShimEventsServer;
 pub use manager::{LoadReport, RuntimeConfig, TaskManager};
 pub use shim::{ShimTask, STATE_TIMEOUT};
-pub use types::{CreateOpts, Event, Exit, ProcessInfo, ProcessState, Publisher, Status, Stdio};
+pub use types::{CreateOpts, Event, Publisher};

@@ -21,9 +21,10 @@ use crate::binary::{self, ShimBinary};
 use crate::bundle::{Bundle, ShimRecord, TASK_DIR};
 use crate::error::{Result, RuntimeError};
 use crate::shim::ShimTask;
-use crate::types::{pb_time, CreateOpts, Event, Exit, Publisher};
+use crate::types::{pb_time, CreateOpts, Event, Publisher};
 use crate::watch;
 use berth_core::containers::Any;
+use berth_core::tasks::ExitStatus;
 use berth_core::ErrorKind;
 
 /// Where things are, for the manager and the shims it starts.
@@ -49,7 +50,7 @@ pub struct LoadReport {
     /// Tasks whose shim answered: (namespace, id).
     pub reconnected: Vec<(String, String)>,
     /// Tasks whose shim was gone, with the exit their binary's `delete` reported.
-    pub cleaned_up: Vec<(String, String, Exit)>,
+    pub cleaned_up: Vec<(String, String, ExitStatus)>,
 }
 
 #[derive(Debug, Clone)]
@@ -248,7 +249,7 @@ impl TaskManager {
 
     /// Delete task `id` of `ns`: the shim deletes its container (refused while it runs), then
     /// the shim is shut down and the bundle removed. Returns how the init process ended.
-    pub async fn delete(&self, ns: &str, id: &str) -> Result<Exit> {
+    pub async fn delete(&self, ns: &str, id: &str) -> Result<ExitStatus> {
         let task = self.get(ns, id)?;
         match task.delete_process("").await {
             Ok(exit) => {
@@ -307,12 +308,12 @@ impl TaskManager {
 
     /// Clean up after the dead shim of `bundle`: its binary's `delete`, the events (with
     /// `publish`), the bundle. Returns the exit the binary reported (255 if it could not).
-    async fn cleanup_dead(&self, bundle: &Bundle, publish: bool) -> Exit {
+    async fn cleanup_dead(&self, bundle: &Bundle, publish: bool) -> ExitStatus {
         let (ns, id) = (&bundle.namespace, &bundle.id);
-        let unknown = Exit {
+        let unknown = ExitStatus {
             pid: 0,
-            status: 255,
-            timestamp: SystemTime::now(),
+            code: 255,
+            exited_at: SystemTime::now(),
         };
         let exit = match bundle.shim_record() {
             Some(rec) => match self.binary(rec.binary).delete(bundle).await {
@@ -329,14 +330,14 @@ impl TaskManager {
             te.container_id = id.clone();
             te.id = id.clone();
             te.pid = exit.pid;
-            te.exit_status = exit.status;
-            te.exited_at = Some(pb_time(exit.timestamp)).into();
+            te.exit_status = exit.code;
+            te.exited_at = Some(pb_time(exit.exited_at)).into();
             self.publish(ns, "/tasks/exit", event_any(&te));
             let mut td = TaskDelete::new();
             td.container_id = id.clone();
             td.pid = exit.pid;
-            td.exit_status = exit.status;
-            td.exited_at = Some(pb_time(exit.timestamp)).into();
+            td.exit_status = exit.code;
+            td.exited_at = Some(pb_time(exit.exited_at)).into();
             self.publish(ns, "/tasks/delete", event_any(&td));
         }
         if let Err(e) = bundle.delete() {
@@ -346,7 +347,7 @@ impl TaskManager {
             namespace = %ns,
             id = %id,
             pid = exit.pid,
-            exit_status = exit.status,
+            exit_status = exit.code,
             "cleaned up after dead shim"
         );
         exit

@@ -18,10 +18,9 @@ use tokio::task::JoinHandle;
 
 use crate::bundle::Bundle;
 use crate::error::{Result, RuntimeError};
-use crate::types::{
-    any_from_pb, pb_any_field, pb_mount, status_from_pb, time_from_pb, CreateOpts, Exit,
-    ProcessInfo, ProcessState, Stdio,
-};
+use berth_core::tasks::{ExitStatus, PidInfo, ProcessStatus, Stdio};
+
+use crate::types::{any_from_pb, pb_any_field, pb_mount, status_from_pb, time_from_pb, CreateOpts};
 
 /// The ttrpc metadata key of the namespace (containerd's `namespaces.TTRPCHeader`).
 /// How long connecting to a shim after a restart may take (containerd's shim load timeout).
@@ -186,7 +185,7 @@ impl ShimTask {
     }
 
     /// The state of a process; `timeout` bounds the call.
-    pub async fn state(&self, exec_id: &str, timeout: Option<Duration>) -> Result<ProcessState> {
+    pub async fn state(&self, exec_id: &str, timeout: Option<Duration>) -> Result<ProcessStatus> {
         let mut req = api::StateRequest::new();
         req.id = self.bundle.id.clone();
         req.exec_id = exec_id.to_string();
@@ -195,7 +194,8 @@ impl ShimTask {
             .state(self.ctx(timeout), &req)
             .await
             .map_err(self.err("state"))?;
-        Ok(ProcessState {
+        Ok(ProcessStatus {
+            container_id: self.bundle.id.clone(),
             id: if exec_id.is_empty() {
                 self.bundle.id.clone()
             } else {
@@ -299,7 +299,7 @@ impl ShimTask {
     }
 
     /// The processes in the task's container.
-    pub async fn pids(&self) -> Result<Vec<ProcessInfo>> {
+    pub async fn pids(&self) -> Result<Vec<PidInfo>> {
         let mut req = api::PidsRequest::new();
         req.id = self.bundle.id.clone();
         let resp = self
@@ -310,8 +310,9 @@ impl ShimTask {
         Ok(resp
             .processes
             .iter()
-            .map(|p| ProcessInfo {
+            .map(|p| PidInfo {
                 pid: p.pid,
+                exec_id: exec_id_of(&p.info),
                 info: any_from_pb(&p.info),
             })
             .collect())
@@ -347,7 +348,7 @@ impl ShimTask {
     }
 
     /// Wait for a process to exit (returns at once if it has).
-    pub async fn wait(&self, exec_id: &str) -> Result<Exit> {
+    pub async fn wait(&self, exec_id: &str) -> Result<ExitStatus> {
         let mut req = api::WaitRequest::new();
         req.id = self.bundle.id.clone();
         req.exec_id = exec_id.to_string();
@@ -356,15 +357,15 @@ impl ShimTask {
             .wait(self.ctx(None), &req)
             .await
             .map_err(self.err("wait"))?;
-        Ok(Exit {
+        Ok(ExitStatus {
             pid: 0,
-            status: resp.exit_status,
-            timestamp: time_from_pb(&resp.exited_at).unwrap_or_else(SystemTime::now),
+            code: resp.exit_status,
+            exited_at: time_from_pb(&resp.exited_at).unwrap_or_else(SystemTime::now),
         })
     }
 
     /// Delete an exec'd process that has exited; returns how it ended.
-    pub async fn delete_exec(&self, exec_id: &str) -> Result<Exit> {
+    pub async fn delete_exec(&self, exec_id: &str) -> Result<ExitStatus> {
         if exec_id.is_empty() {
             return Err(RuntimeError::InvalidExecId {
                 id: String::new(),
@@ -375,7 +376,7 @@ impl ShimTask {
     }
 
     /// Delete a process that has exited (for the init process: the task's container).
-    pub(crate) async fn delete_process(&self, exec_id: &str) -> Result<Exit> {
+    pub(crate) async fn delete_process(&self, exec_id: &str) -> Result<ExitStatus> {
         let mut req = api::DeleteRequest::new();
         req.id = self.bundle.id.clone();
         req.exec_id = exec_id.to_string();
@@ -384,10 +385,10 @@ impl ShimTask {
             .delete(self.ctx(None), &req)
             .await
             .map_err(self.err("delete"))?;
-        Ok(Exit {
+        Ok(ExitStatus {
             pid: resp.pid,
-            status: resp.exit_status,
-            timestamp: time_from_pb(&resp.exited_at).unwrap_or_else(SystemTime::now),
+            code: resp.exit_status,
+            exited_at: time_from_pb(&resp.exited_at).unwrap_or_else(SystemTime::now),
         })
     }
 
@@ -408,4 +409,21 @@ impl ShimTask {
             Err(_) => {}
         }
     }
+}
+
+/// The exec id in runc's `containerd.runc.v1.ProcessDetails`, the info of a pid that is an exec.
+fn exec_id_of(
+    info: &containerd_shim_protos::protobuf::MessageField<
+        containerd_shim_protos::protobuf::well_known_types::any::Any,
+    >,
+) -> Option<String> {
+    use containerd_shim_protos::protobuf::Message;
+    let info = info.as_ref()?;
+    if !info.type_url.ends_with("ProcessDetails") {
+        return None;
+    }
+    containerd_shim_protos::shim::oci::ProcessDetails::parse_from_bytes(&info.value)
+        .ok()
+        .map(|d| d.exec_id)
+        .filter(|id| !id.is_empty())
 }

@@ -1,26 +1,17 @@
 //! What goes in and out of the runtime, in berth's own types, and their conversions to and from
 //! the shim protocol's protobuf messages (rust-protobuf, as `containerd-shim-protos` generates).
 //!
-//! Callers (the Tasks service) never see protobuf: opaque payloads are [`Any`], root filesystems
+//! The task types are berth-core's ([`berth_core::tasks`]). Callers (the Tasks service) never see protobuf: opaque payloads are [`Any`], root filesystems
 //! are [`Mount`]s, times are [`SystemTime`].
 
 use std::time::{Duration, SystemTime};
 
 use berth_core::containers::Any;
 use berth_core::mount::Mount;
+use berth_core::tasks::{Status, Stdio};
 use containerd_shim_protos::protobuf::well_known_types::any::Any as PbAny;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::MessageField;
-
-/// The standard streams of a process, as named pipes (FIFOs) the client created, plus whether
-/// it gets a terminal. The shim opens them; empty means none.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stdio {
-    pub stdin: String,
-    pub stdout: String,
-    pub stderr: String,
-    pub terminal: bool,
-}
 
 /// What is needed to create a task: everything the container record says, and the request's
 /// own parts.
@@ -40,60 +31,6 @@ pub struct CreateOpts {
     /// The root filesystem as mounts; the shim mounts them on the bundle's `rootfs`.
     pub rootfs: Vec<Mount>,
     pub stdio: Stdio,
-}
-
-/// What a process is doing, as the shim reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Unknown,
-    /// Created, not started.
-    Created,
-    Running,
-    /// Exited; the exit status is known.
-    Stopped,
-    Paused,
-    Pausing,
-}
-
-impl Status {
-    /// containerd's name, as `ctr task ls` prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Unknown => "UNKNOWN",
-            Status::Created => "CREATED",
-            Status::Running => "RUNNING",
-            Status::Stopped => "STOPPED",
-            Status::Paused => "PAUSED",
-            Status::Pausing => "PAUSING",
-        }
-    }
-}
-
-/// The state of a task's init process or of an exec'd process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessState {
-    /// The container id for the init process, the exec id for others.
-    pub id: String,
-    pub pid: u32,
-    pub status: Status,
-    pub stdio: Stdio,
-    pub exit_status: u32,
-    pub exited_at: Option<SystemTime>,
-}
-
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exit {
-    pub pid: u32,
-    pub status: u32,
-    pub timestamp: SystemTime,
-}
-
-/// One process in a task's container, with the shim's opaque details (for runc, the exec id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessInfo {
-    pub pid: u32,
-    pub info: Option<Any>,
 }
 
 /// An event in a namespace on a topic (`/tasks/exit`), as the daemon's event exchange takes it.

@@ -19,8 +19,11 @@ pub mod plugins;
 pub mod request;
 pub mod snapshots;
 pub mod status;
+pub mod stores;
 pub mod tasks;
 pub mod version;
 
 pub use events::Exchange;
 pub use plugins::{Plugin, PluginRegistry};
+pub use stores::LocalStores;
+pub use tasks::LocalTasks;

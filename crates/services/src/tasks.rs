@@ -1,4 +1,6 @@
-//! containerd.services.tasks.v1 over berth-runtime's [`TaskManager`].
+//! containerd.services.tasks.v1: [`LocalTasks`], berth-core's [`Tasks`] in-process over the
+//! container records and berth-runtime's [`TaskManager`], and [`TasksService`], the gRPC
+//! adapter over it.
 //!
 //! A request names a container; its record (from the metadata store) gives the runtime, the spec
 //! and the snapshot, and the runtime runs the task in a shim. Task events (`/tasks/create`,
@@ -7,7 +9,8 @@
 //! ttrpc into the same [`Exchange`] (see [`Exchange`]'s [`Publisher`] implementation here); this
 //! service publishes none itself, as in containerd. Checkpoints are not supported.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use berth_api::services::v1::{
@@ -18,27 +21,28 @@ use berth_api::services::v1::{
     ResizePtyRequest, ResumeTaskRequest, StartRequest, StartResponse, UpdateTaskRequest,
     WaitRequest, WaitResponse,
 };
-use berth_api::tasks::tasks_server::Tasks;
+use berth_api::tasks::tasks_server::Tasks as TasksServer;
 use berth_api::types::v1::{Process, ProcessInfo as ProcessInfoMsg, Status as StatusMsg};
-use berth_api::types::{Envelope, Metric};
-use berth_core::containers::{Container, ContainerStore};
+use berth_api::types::{Envelope, Metric as MetricMsg};
+use berth_core::containers::{Any, Container, ContainerStore};
 use berth_core::filters::Filter;
 use berth_core::snapshots::Snapshotter;
-use berth_core::ErrorKind;
-use berth_metadata::Metadata;
-use berth_runtime::{
-    CreateOpts, Event, ProcessState, Publisher, ShimTask, Status, Stdio, TaskManager, STATE_TIMEOUT,
+use berth_core::tasks::{
+    CreateTask, ExitStatus, Metric, PidInfo, ProcessStatus, Status, Stdio, Tasks,
 };
-use std::sync::Arc;
+use berth_core::{Error, ErrorKind, Result};
+use berth_metadata::Metadata;
+use berth_runtime::{CreateOpts, Event, Publisher, ShimTask, TaskManager, STATE_TIMEOUT};
 
 use crate::containers::{any_from_msg, any_msg};
 use crate::events::{validate_topic, Exchange};
 use crate::request::namespace;
 use crate::status::{GrpcResult, IntoStatus};
 
-/// The Tasks service.
-#[derive(Debug)]
-pub struct TasksService {
+/// Tasks in-process: what the Tasks service does, without gRPC, for berthd's own callers (the
+/// CRI server, berth-ops workflows run in the daemon). Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct LocalTasks {
     /// Container records and snapshots.
     pub meta: Metadata,
     pub runtime: TaskManager,
@@ -59,6 +63,207 @@ impl Publisher for Exchange {
     }
 }
 
+fn exec_id_required(exec_id: &str) -> Result<()> {
+    if exec_id.is_empty() {
+        return Err(Error::invalid_argument("exec id cannot be empty"));
+    }
+    Ok(())
+}
+
+impl LocalTasks {
+    /// Tasks of the containers in `meta`, run by `runtime`.
+    pub fn new(meta: Metadata, runtime: TaskManager) -> Self {
+        LocalTasks { meta, runtime }
+    }
+
+    async fn container(&self, ns: &str, id: &str) -> Result<Container> {
+        ContainerStore::get(&self.meta, ns, id).await
+    }
+
+    /// The task of container `id`: the container must exist, then its task.
+    async fn task(&self, ns: &str, id: &str) -> Result<Arc<ShimTask>> {
+        self.container(ns, id).await?;
+        Ok(self.runtime.get(ns, id)?)
+    }
+}
+
+impl Tasks for LocalTasks {
+    async fn create(&self, ns: &str, req: CreateTask) -> Result<u32> {
+        let container = self.container(ns, &req.container_id).await?;
+        let rootfs = if !req.rootfs.is_empty() {
+            req.rootfs
+        } else if !container.snapshot_key.is_empty() {
+            // containerd's clients send the mounts; look them up for those that do not.
+            self.meta
+                .snapshotter(ns, &container.snapshotter, None)?
+                .mounts(&container.snapshot_key)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let spec = container.spec.ok_or_else(|| {
+            Error::failed_precondition(format!("container {:?} has no spec", container.id))
+        })?;
+        let runtime = if req.runtime_path.is_empty() {
+            container.runtime.name
+        } else {
+            req.runtime_path
+        };
+        let opts = CreateOpts {
+            id: container.id.clone(),
+            runtime,
+            runtime_options: container.runtime.options,
+            task_options: req.options,
+            spec,
+            rootfs,
+            stdio: req.stdio,
+        };
+        let (_, pid) = self.runtime.create(ns, opts).await?;
+        Ok(pid)
+    }
+
+    async fn start(&self, ns: &str, id: &str, exec_id: &str) -> Result<u32> {
+        Ok(self.task(ns, id).await?.start(exec_id).await?)
+    }
+
+    async fn delete(&self, ns: &str, id: &str) -> Result<ExitStatus> {
+        self.task(ns, id).await?;
+        Ok(self.runtime.delete(ns, id).await?)
+    }
+
+    async fn delete_process(&self, ns: &str, id: &str, exec_id: &str) -> Result<ExitStatus> {
+        exec_id_required(exec_id)?;
+        Ok(self.task(ns, id).await?.delete_exec(exec_id).await?)
+    }
+
+    async fn get(&self, ns: &str, id: &str, exec_id: &str) -> Result<ProcessStatus> {
+        let task = self.task(ns, id).await?;
+        Ok(task.state(exec_id, Some(STATE_TIMEOUT)).await?)
+    }
+
+    /// The state of every task of `ns`; those whose shim does not answer are left out, those
+    /// that fail otherwise are listed as `Unknown`.
+    async fn list(&self, ns: &str) -> Result<Vec<ProcessStatus>> {
+        let mut out = Vec::new();
+        for t in self.runtime.list(ns) {
+            match t.state("", Some(STATE_TIMEOUT)).await {
+                Ok(s) => out.push(s),
+                Err(e) if e.kind() == ErrorKind::NotFound || e.is_connection() => {}
+                Err(e) => {
+                    tracing::error!(namespace = ns, id = %t.id(), error = %e, "get state");
+                    out.push(ProcessStatus {
+                        container_id: t.id().to_string(),
+                        id: t.id().to_string(),
+                        pid: 0,
+                        status: Status::Unknown,
+                        stdio: Stdio::default(),
+                        exit_status: 0,
+                        exited_at: None,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn kill(&self, ns: &str, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        Ok(self.task(ns, id).await?.kill(exec_id, signal, all).await?)
+    }
+
+    async fn exec(
+        &self,
+        ns: &str,
+        id: &str,
+        exec_id: &str,
+        stdio: &Stdio,
+        process: Any,
+    ) -> Result<()> {
+        exec_id_required(exec_id)?;
+        let task = self.task(ns, id).await?;
+        Ok(task.exec(exec_id, stdio, Some(&process)).await?)
+    }
+
+    async fn resize_pty(
+        &self,
+        ns: &str,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<()> {
+        let task = self.task(ns, id).await?;
+        Ok(task.resize_pty(exec_id, width, height).await?)
+    }
+
+    async fn close_stdin(&self, ns: &str, id: &str, exec_id: &str) -> Result<()> {
+        Ok(self.task(ns, id).await?.close_io(exec_id).await?)
+    }
+
+    async fn pause(&self, ns: &str, id: &str) -> Result<()> {
+        Ok(self.task(ns, id).await?.pause().await?)
+    }
+
+    async fn resume(&self, ns: &str, id: &str) -> Result<()> {
+        Ok(self.task(ns, id).await?.resume().await?)
+    }
+
+    async fn pids(&self, ns: &str, id: &str) -> Result<Vec<PidInfo>> {
+        Ok(self.task(ns, id).await?.pids().await?)
+    }
+
+    async fn update(
+        &self,
+        ns: &str,
+        id: &str,
+        resources: Option<Any>,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<()> {
+        let task = self.task(ns, id).await?;
+        let annotations = annotations.into_iter().collect();
+        Ok(task.update(resources.as_ref(), annotations).await?)
+    }
+
+    async fn metrics(&self, ns: &str, filters: &[String]) -> Result<Vec<Metric>> {
+        let filter = Filter::parse_all(filters)?;
+        let mut metrics = Vec::new();
+        for t in self.runtime.list(ns) {
+            let fields = |path: &[String]| -> Option<String> {
+                match path.first().map(String::as_str)? {
+                    "id" => Some(t.id().to_string()),
+                    "namespace" => Some(t.namespace().to_string()),
+                    _ => None,
+                }
+            };
+            if !filter.matches(&fields) {
+                continue;
+            }
+            let collected = SystemTime::now();
+            match t.stats(Some(STATE_TIMEOUT)).await {
+                Ok(data) => metrics.push(Metric {
+                    id: t.id().to_string(),
+                    timestamp: collected,
+                    data,
+                }),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::error!(namespace = %ns, id = %t.id(), error = %e, "collecting metrics")
+                }
+            }
+        }
+        Ok(metrics)
+    }
+
+    async fn wait(&self, ns: &str, id: &str, exec_id: &str) -> Result<ExitStatus> {
+        Ok(self.task(ns, id).await?.wait(exec_id).await?)
+    }
+}
+
+/// The Tasks service: requests to [`LocalTasks`] calls, errors to statuses.
+#[derive(Debug)]
+pub struct TasksService {
+    pub tasks: LocalTasks,
+}
+
 fn status_msg(s: Status) -> StatusMsg {
     match s {
         Status::Unknown => StatusMsg::Unknown,
@@ -70,9 +275,9 @@ fn status_msg(s: Status) -> StatusMsg {
     }
 }
 
-fn process_msg(container_id: &str, s: ProcessState) -> Process {
+fn process_msg(s: ProcessStatus) -> Process {
     Process {
-        container_id: container_id.to_string(),
+        container_id: s.container_id,
         id: s.id,
         pid: s.pid,
         status: status_msg(s.status) as i32,
@@ -94,93 +299,32 @@ fn stdio(stdin: String, stdout: String, stderr: String, terminal: bool) -> Stdio
     }
 }
 
-fn exec_id_required(exec_id: &str) -> Result<(), tonic::Status> {
-    if exec_id.is_empty() {
-        return Err(tonic::Status::invalid_argument("exec id cannot be empty"));
-    }
-    Ok(())
-}
-
-impl TasksService {
-    async fn container(&self, ns: &str, id: &str) -> Result<Container, tonic::Status> {
-        ContainerStore::get(&self.meta, ns, id).await.grpc()
-    }
-
-    /// The task of container `id`: the container must exist, then its task.
-    async fn task(&self, ns: &str, id: &str) -> Result<Arc<ShimTask>, tonic::Status> {
-        self.container(ns, id).await?;
-        self.runtime.get(ns, id).grpc()
-    }
-
-    /// The state of every task of `ns` (those whose shim does not answer are left out).
-    async fn states(&self, ns: &str) -> Vec<Process> {
-        let mut out = Vec::new();
-        for t in self.runtime.list(ns) {
-            match t.state("", Some(STATE_TIMEOUT)).await {
-                Ok(s) => out.push(process_msg(t.id(), s)),
-                Err(e) if e.kind() == ErrorKind::NotFound || e.is_connection() => {}
-                Err(e) => {
-                    tracing::error!(namespace = ns, id = %t.id(), error = %e, "get state");
-                    out.push(Process {
-                        container_id: t.id().to_string(),
-                        id: t.id().to_string(),
-                        status: StatusMsg::Unknown as i32,
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-        out
-    }
-}
-
 #[tonic::async_trait]
-impl Tasks for TasksService {
+impl TasksServer for TasksService {
     async fn create(
         &self,
         req: tonic::Request<CreateTaskRequest>,
     ) -> GrpcResult<CreateTaskResponse> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let container = self.container(&ns, &r.container_id).await?;
         if r.checkpoint.is_some() {
+            // containerd looks the container up first: a missing one is NotFound.
+            self.tasks.container(&ns, &r.container_id).await.grpc()?;
             return Err(tonic::Status::unimplemented(
                 "restoring a task from a checkpoint is not supported",
             ));
         }
-        let rootfs = if !r.rootfs.is_empty() {
-            berth_api::convert::mounts_from_msg(r.rootfs)
-        } else if !container.snapshot_key.is_empty() {
-            // containerd's clients send the mounts; look them up for those that do not.
-            self.meta
-                .snapshotter(&ns, &container.snapshotter, None)
-                .grpc()?
-                .mounts(&container.snapshot_key)
-                .await
-                .grpc()?
-        } else {
-            Vec::new()
-        };
-        let spec = container.spec.ok_or_else(|| {
-            tonic::Status::failed_precondition(format!("container {:?} has no spec", container.id))
-        })?;
-        let runtime = if r.runtime_path.is_empty() {
-            container.runtime.name
-        } else {
-            r.runtime_path
-        };
-        let opts = CreateOpts {
-            id: container.id.clone(),
-            runtime,
-            runtime_options: container.runtime.options,
-            task_options: r.options.map(any_from_msg),
-            spec,
-            rootfs,
+        let container_id = r.container_id.clone();
+        let create = CreateTask {
+            container_id: r.container_id,
+            rootfs: berth_api::convert::mounts_from_msg(r.rootfs),
             stdio: stdio(r.stdin, r.stdout, r.stderr, r.terminal),
+            options: r.options.map(any_from_msg),
+            runtime_path: r.runtime_path,
         };
-        let (_, pid) = self.runtime.create(&ns, opts).await.grpc()?;
+        let pid = self.tasks.create(&ns, create).await.grpc()?;
         Ok(tonic::Response::new(CreateTaskResponse {
-            container_id: container.id,
+            container_id,
             pid,
         }))
     }
@@ -188,21 +332,23 @@ impl Tasks for TasksService {
     async fn start(&self, req: tonic::Request<StartRequest>) -> GrpcResult<StartResponse> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let task = self.task(&ns, &r.container_id).await?;
-        let pid = task.start(&r.exec_id).await.grpc()?;
+        let pid = self
+            .tasks
+            .start(&ns, &r.container_id, &r.exec_id)
+            .await
+            .grpc()?;
         Ok(tonic::Response::new(StartResponse { pid }))
     }
 
     async fn delete(&self, req: tonic::Request<DeleteTaskRequest>) -> GrpcResult<DeleteResponse> {
         let ns = namespace(&req)?;
         let id = req.into_inner().container_id;
-        self.task(&ns, &id).await?;
-        let exit = self.runtime.delete(&ns, &id).await.grpc()?;
+        let exit = self.tasks.delete(&ns, &id).await.grpc()?;
         Ok(tonic::Response::new(DeleteResponse {
             id: String::new(),
             pid: exit.pid,
-            exit_status: exit.status,
-            exited_at: Some(exit.timestamp.into()),
+            exit_status: exit.code,
+            exited_at: Some(exit.exited_at.into()),
         }))
     }
 
@@ -212,57 +358,71 @@ impl Tasks for TasksService {
     ) -> GrpcResult<DeleteResponse> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        exec_id_required(&r.exec_id)?;
-        let task = self.task(&ns, &r.container_id).await?;
-        let exit = task.delete_exec(&r.exec_id).await.grpc()?;
+        let exit = self
+            .tasks
+            .delete_process(&ns, &r.container_id, &r.exec_id)
+            .await
+            .grpc()?;
         Ok(tonic::Response::new(DeleteResponse {
             id: r.exec_id,
             pid: exit.pid,
-            exit_status: exit.status,
-            exited_at: Some(exit.timestamp.into()),
+            exit_status: exit.code,
+            exited_at: Some(exit.exited_at.into()),
         }))
     }
 
     async fn get(&self, req: tonic::Request<GetRequest>) -> GrpcResult<GetResponse> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let task = self.task(&ns, &r.container_id).await?;
-        let state = task.state(&r.exec_id, Some(STATE_TIMEOUT)).await.grpc()?;
+        let state = self
+            .tasks
+            .get(&ns, &r.container_id, &r.exec_id)
+            .await
+            .grpc()?;
         Ok(tonic::Response::new(GetResponse {
-            process: Some(process_msg(&r.container_id, state)),
+            process: Some(process_msg(state)),
         }))
     }
 
     async fn list(&self, req: tonic::Request<ListTasksRequest>) -> GrpcResult<ListTasksResponse> {
         let ns = namespace(&req)?;
-        let tasks = self.states(&ns).await;
-        Ok(tonic::Response::new(ListTasksResponse { tasks }))
+        let tasks = self.tasks.list(&ns).await.grpc()?;
+        Ok(tonic::Response::new(ListTasksResponse {
+            tasks: tasks.into_iter().map(process_msg).collect(),
+        }))
     }
 
     async fn kill(&self, req: tonic::Request<KillRequest>) -> GrpcResult<()> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let task = self.task(&ns, &r.container_id).await?;
-        task.kill(&r.exec_id, r.signal, r.all).await.grpc()?;
+        self.tasks
+            .kill(&ns, &r.container_id, &r.exec_id, r.signal, r.all)
+            .await
+            .grpc()?;
         Ok(tonic::Response::new(()))
     }
 
     async fn exec(&self, req: tonic::Request<ExecProcessRequest>) -> GrpcResult<()> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        exec_id_required(&r.exec_id)?;
-        let task = self.task(&ns, &r.container_id).await?;
-        let spec = r.spec.map(any_from_msg);
+        exec_id_required(&r.exec_id).grpc()?;
+        let spec = r
+            .spec
+            .map(any_from_msg)
+            .ok_or_else(|| tonic::Status::invalid_argument("exec spec must be provided"))?;
         let io = stdio(r.stdin, r.stdout, r.stderr, r.terminal);
-        task.exec(&r.exec_id, &io, spec.as_ref()).await.grpc()?;
+        self.tasks
+            .exec(&ns, &r.container_id, &r.exec_id, &io, spec)
+            .await
+            .grpc()?;
         Ok(tonic::Response::new(()))
     }
 
     async fn resize_pty(&self, req: tonic::Request<ResizePtyRequest>) -> GrpcResult<()> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let task = self.task(&ns, &r.container_id).await?;
-        task.resize_pty(&r.exec_id, r.width, r.height)
+        self.tasks
+            .resize_pty(&ns, &r.container_id, &r.exec_id, r.width, r.height)
             .await
             .grpc()?;
         Ok(tonic::Response::new(()))
@@ -271,24 +431,29 @@ impl Tasks for TasksService {
     async fn close_io(&self, req: tonic::Request<CloseIoRequest>) -> GrpcResult<()> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let task = self.task(&ns, &r.container_id).await?;
         if r.stdin {
-            task.close_io(&r.exec_id).await.grpc()?;
+            self.tasks
+                .close_stdin(&ns, &r.container_id, &r.exec_id)
+                .await
+                .grpc()?;
+        } else {
+            // containerd checks the task exists even when there is nothing to close.
+            self.tasks.task(&ns, &r.container_id).await.grpc()?;
         }
         Ok(tonic::Response::new(()))
     }
 
     async fn pause(&self, req: tonic::Request<PauseTaskRequest>) -> GrpcResult<()> {
         let ns = namespace(&req)?;
-        let task = self.task(&ns, &req.into_inner().container_id).await?;
-        task.pause().await.grpc()?;
+        let id = req.into_inner().container_id;
+        self.tasks.pause(&ns, &id).await.grpc()?;
         Ok(tonic::Response::new(()))
     }
 
     async fn resume(&self, req: tonic::Request<ResumeTaskRequest>) -> GrpcResult<()> {
         let ns = namespace(&req)?;
-        let task = self.task(&ns, &req.into_inner().container_id).await?;
-        task.resume().await.grpc()?;
+        let id = req.into_inner().container_id;
+        self.tasks.resume(&ns, &id).await.grpc()?;
         Ok(tonic::Response::new(()))
     }
 
@@ -297,9 +462,10 @@ impl Tasks for TasksService {
         req: tonic::Request<ListPidsRequest>,
     ) -> GrpcResult<ListPidsResponse> {
         let ns = namespace(&req)?;
-        let task = self.task(&ns, &req.into_inner().container_id).await?;
-        let processes = task
-            .pids()
+        let id = req.into_inner().container_id;
+        let processes = self
+            .tasks
+            .pids(&ns, &id)
             .await
             .grpc()?
             .into_iter()
@@ -323,52 +489,44 @@ impl Tasks for TasksService {
     async fn update(&self, req: tonic::Request<UpdateTaskRequest>) -> GrpcResult<()> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let task = self.task(&ns, &r.container_id).await?;
         let resources = r.resources.map(any_from_msg);
-        let annotations: HashMap<String, String> = r.annotations.into_iter().collect();
-        task.update(resources.as_ref(), annotations).await.grpc()?;
+        let annotations = r.annotations.into_iter().collect();
+        self.tasks
+            .update(&ns, &r.container_id, resources, annotations)
+            .await
+            .grpc()?;
         Ok(tonic::Response::new(()))
     }
 
     async fn metrics(&self, req: tonic::Request<MetricsRequest>) -> GrpcResult<MetricsResponse> {
         let ns = namespace(&req)?;
-        let filter = Filter::parse_all(&req.into_inner().filters).grpc()?;
-        let mut metrics = Vec::new();
-        for t in self.runtime.list(&ns) {
-            let fields = |path: &[String]| -> Option<String> {
-                match path.first().map(String::as_str)? {
-                    "id" => Some(t.id().to_string()),
-                    "namespace" => Some(t.namespace().to_string()),
-                    _ => None,
-                }
-            };
-            if !filter.matches(&fields) {
-                continue;
-            }
-            let collected = SystemTime::now();
-            match t.stats(Some(STATE_TIMEOUT)).await {
-                Ok(data) => metrics.push(Metric {
-                    timestamp: Some(collected.into()),
-                    id: t.id().to_string(),
-                    data: data.map(any_msg),
-                }),
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::error!(namespace = %ns, id = %t.id(), error = %e, "collecting metrics")
-                }
-            }
-        }
+        let filters = req.into_inner().filters;
+        let metrics = self
+            .tasks
+            .metrics(&ns, &filters)
+            .await
+            .grpc()?
+            .into_iter()
+            .map(|m| MetricMsg {
+                timestamp: Some(m.timestamp.into()),
+                id: m.id,
+                data: m.data.map(any_msg),
+            })
+            .collect();
         Ok(tonic::Response::new(MetricsResponse { metrics }))
     }
 
     async fn wait(&self, req: tonic::Request<WaitRequest>) -> GrpcResult<WaitResponse> {
         let ns = namespace(&req)?;
         let r = req.into_inner();
-        let task = self.task(&ns, &r.container_id).await?;
-        let exit = task.wait(&r.exec_id).await.grpc()?;
+        let exit = self
+            .tasks
+            .wait(&ns, &r.container_id, &r.exec_id)
+            .await
+            .grpc()?;
         Ok(tonic::Response::new(WaitResponse {
-            exit_status: exit.status,
-            exited_at: Some(exit.timestamp.into()),
+            exit_status: exit.code,
+            exited_at: Some(exit.exited_at.into()),
         }))
     }
 }

@@ -584,3 +584,42 @@ fn berth_runs_containers_on_containerd_too() {
     let snapshots = ok(c.ctr(ns, &["snapshots", "ls"]), "snapshots");
     assert_eq!(snapshots.lines().count(), 2, "{snapshots}");
 }
+
+/// `berth rm` removes the container's own directory, never a path a label names: any API
+/// client (here Debian's ctr) can set labels, and berth runs as root.
+#[test]
+fn rm_leaves_a_directory_named_by_a_label_alone() {
+    let ns = "berth-cli-rm-label";
+    let Some(b) = setup("rm_leaves_a_directory_named_by_a_label_alone", ns) else {
+        return;
+    };
+    let _cleanup = TaskCleanup::new(b.address(), ns);
+    let victim = b.dir.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("precious"), b"keep me").unwrap();
+    let dir_label = format!("berth/dir={}", victim.display());
+    let log_label = format!("berth/log={}", victim.join("precious").display());
+    ok(
+        b.ctr(
+            ns,
+            &[
+                "run",
+                "--label",
+                &dir_label,
+                "--label",
+                &log_label,
+                "docker.io/library/busybox:latest",
+                "l1",
+                "true",
+            ],
+        ),
+        "ctr run with labels",
+    );
+    ok(berth(&b, ns, &["rm", "l1"]), "berth rm l1");
+    assert_eq!(
+        std::fs::read(victim.join("precious")).unwrap(),
+        b"keep me",
+        "berth rm followed a label"
+    );
+    assert_eq!(ok(berth(&b, ns, &["ps", "-a", "-q"]), "berth ps -a -q"), "");
+}

@@ -1,14 +1,15 @@
-//! berth-ops' stores over berthd's gRPC API: what the CLI's workflows run on.
-//!
-//! Integrator: a-containers' branch may bring its own remote `Stores` (with `Tasks`); keep one.
+//! [`RemoteStores`]: berth-ops' [`Stores`] over gRPC, for the CLI: every store is a client of
+//! the daemon's service of the same name.
 
-use berth_client::{
-    RemoteContainers, RemoteContentStore, RemoteDiff, RemoteImages, RemoteLeases,
-    RemoteSnapshotters,
-};
+use berth_ops::Stores;
 use tonic::transport::Channel;
 
-/// The remote stores of one connection to berthd.
+use crate::{
+    RemoteContainers, RemoteContentStore, RemoteDiff, RemoteImages, RemoteLeases,
+    RemoteSnapshotters, RemoteTasks,
+};
+
+/// The daemon's stores, reached over one channel. Cloning is cheap (clones share it).
 #[derive(Debug, Clone)]
 pub struct RemoteStores {
     content: RemoteContentStore,
@@ -17,28 +18,32 @@ pub struct RemoteStores {
     containers: RemoteContainers,
     snapshotters: RemoteSnapshotters,
     applier: RemoteDiff,
+    tasks: RemoteTasks,
 }
 
 impl RemoteStores {
-    pub fn new(channel: Channel) -> RemoteStores {
+    /// The stores over `channel` (see [`crate::connect`]).
+    pub fn new(channel: Channel) -> Self {
         RemoteStores {
             content: RemoteContentStore::new(channel.clone()),
             leases: RemoteLeases::new(channel.clone()),
             images: RemoteImages::new(channel.clone()),
             containers: RemoteContainers::new(channel.clone()),
             snapshotters: RemoteSnapshotters::new(channel.clone()),
-            applier: RemoteDiff::new(channel),
+            applier: RemoteDiff::new(channel.clone()),
+            tasks: RemoteTasks::new(channel),
         }
     }
 }
 
-impl berth_ops::Stores for RemoteStores {
+impl Stores for RemoteStores {
     type Content = RemoteContentStore;
     type Leases = RemoteLeases;
     type Images = RemoteImages;
     type Containers = RemoteContainers;
     type Snapshotters = RemoteSnapshotters;
     type Applier = RemoteDiff;
+    type Tasks = RemoteTasks;
 
     fn content(&self) -> &RemoteContentStore {
         &self.content
@@ -57,5 +62,8 @@ impl berth_ops::Stores for RemoteStores {
     }
     fn applier(&self) -> &RemoteDiff {
         &self.applier
+    }
+    fn tasks(&self) -> &RemoteTasks {
+        &self.tasks
     }
 }
