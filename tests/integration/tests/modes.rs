@@ -218,9 +218,7 @@ fn the_clis_container_directory_is_private() {
     let dir = b.dir.path().join("containers").join(NS);
     let c1 = dir.join("c1");
     assert!(c1.join("log").exists(), "{}", c1.display());
-    // Pending a-containers (the CLI's per-container directory made 0700, its files 0600):
-    // set BERTH_MODES_CLI=1 to enforce until that change is merged, then drop the condition.
-    let enforce = std::env::var("BERTH_MODES_CLI").as_deref() == Ok("1");
+    // The per-container directory is 0700 and its log 0600 (berth-ops' container_dir).
     let open: Vec<String> = [
         ("ls", dir.clone()),
         ("ls", c1.clone()),
@@ -230,13 +228,7 @@ fn the_clis_container_directory_is_private() {
     .filter(|(cmd, p)| !is_denied(cmd, p))
     .map(|(cmd, p)| format!("{cmd} {}", p.display()))
     .collect();
-    if enforce {
-        assert!(open.is_empty(), "{USER} could: {open:?}");
-    } else if !open.is_empty() {
-        eprintln!(
-            "PENDING (a-containers) the CLI's container directory is open to others: {open:?}"
-        );
-    }
+    assert!(open.is_empty(), "{USER} could: {open:?}");
     ok(berth(&b, NS, &["rm", "-f", "c1"]), "berth rm -f");
 }
 
