@@ -31,11 +31,17 @@ step() {
 step cargo fmt --all -- --check
 step cargo build --workspace --bins --tests
 step cargo clippy --workspace --all-targets -- -D warnings
-step cargo test --no-fail-fast --workspace --exclude berth-integration-tests
+# Crates whose tests include root tests through the harness's gate (berth-ops and the
+# services' workflows in-process, berthd's in-process pull and run): as root they run with the
+# integration tests, serially; as another user with the unit tests, their root tests skipping.
+root_crates=(-p berth-integration-tests -p berthd -p berth-services -p berth-ops)
 if [ "$(id -u)" -eq 0 ]; then
+  step cargo test --no-fail-fast --workspace --exclude berth-integration-tests \
+    --exclude berthd --exclude berth-services --exclude berth-ops
   step env BERTH_ROOT_TESTS="${BERTH_ROOT_TESTS:-require}" \
-    cargo test --no-fail-fast -p berth-integration-tests -- --test-threads=1
+    cargo test --no-fail-fast "${root_crates[@]}" -- --test-threads=1
 else
+  step cargo test --no-fail-fast --workspace --exclude berth-integration-tests
   reason="not run: root integration tests need root (run scripts/test.sh as root)"
   echo "==> SKIP root integration tests: $reason"
   # The harness's own unit tests need no root.

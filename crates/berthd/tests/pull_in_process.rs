@@ -12,6 +12,8 @@
 //!
 //! Root tests: the harness's gate decides (skips recorded, `BERTH_ROOT_TESTS=require` fails).
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns panic on purpose
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -5,6 +5,8 @@
 //! The registry is a fake on 127.0.0.1 (plain HTTP, as for every local host) that answers every
 //! request with a basic-auth challenge and records the headers it was sent.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns panic on purpose
+
 use std::sync::{Arc, Mutex};
 
 use berth_content::LocalStore;

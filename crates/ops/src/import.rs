@@ -10,8 +10,6 @@ use crate::leases::{temporary_id, with_lease, DEFAULT_EXPIRY};
 use crate::pull::{record_image, unpacker};
 use crate::{OpsError, Result, Stores};
 
-/// How long an import's lease protects its blobs if the importer dies half-way.
-
 /// How to import.
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {

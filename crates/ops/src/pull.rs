@@ -19,8 +19,6 @@ use berth_images::{Platform, UnpackOptions, Unpacked, Unpacker};
 use crate::leases::{temporary_id, with_lease, DEFAULT_EXPIRY};
 use crate::{OpsError, Result, Stores};
 
-/// How long a pull's lease protects its blobs if the puller dies half-way.
-
 /// How to pull.
 #[derive(Debug, Clone)]
 pub struct PullOptions {

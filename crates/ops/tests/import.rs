@@ -4,6 +4,8 @@
 //! import fails and leaves no lease; with one it is recorded as Docker would name it, unpacked,
 //! and kept by a collection.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns panic on purpose
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! `remove` deletes the container's own directory, derived from the namespace and the id,
 //! never a path named by a label (any API client can set labels, and berth runs as root).
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns panic on purpose
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

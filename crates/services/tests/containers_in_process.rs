@@ -2,11 +2,11 @@
 //! `new_container`, `start`, `reap` and `remove` over `LocalStores` (the metadata store, the
 //! native snapshotter, the in-process layer applier and `LocalTasks` over a real runtime
 //! manager), no gRPC anywhere. The image (busybox in one layer) is built here. Needs root and
-//! Debian's runc shim: skipped (saying why) unless `BERTH_ROOT_TESTS` is set.
+//! Debian's runc shim: the harness's gate decides (skips recorded; `BERTH_ROOT_TESTS=require` fails).
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns panic on purpose
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,28 +26,6 @@ use berth_services::{Exchange, LocalStores, LocalTasks};
 use berth_snapshots::NativeSnapshotter;
 
 const NS: &str = "in-process";
-
-fn skip_reason() -> Option<String> {
-    if std::env::var_os("BERTH_ROOT_TESTS").is_none() {
-        return Some("BERTH_ROOT_TESTS is not set".into());
-    }
-    if std::fs::metadata("/proc/self").map_or(true, |m| m.uid() != 0) {
-        return Some("not root".into());
-    }
-    for tool in ["containerd-shim-runc-v2", "runc"] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()));
-        if !found {
-            return Some(format!(
-                "{tool} not installed (apt-get install containerd runc)"
-            ));
-        }
-    }
-    if !Path::new("/bin/busybox").exists() {
-        return Some("/bin/busybox missing (apt-get install busybox-static)".into());
-    }
-    None
-}
 
 async fn put(
     m: &Metadata,
@@ -155,8 +133,12 @@ async fn busybox_image(m: &Metadata) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_is_made_run_and_removed_in_process() {
-    if let Some(why) = skip_reason() {
-        eprintln!("SKIP a_container_is_made_run_and_removed_in_process: {why}");
+    if berth_integration_tests::gate::setup(
+        "a_container_is_made_run_and_removed_in_process",
+        &["runc", "containerd-shim-runc-v2"],
+    )
+    .is_none()
+    {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
