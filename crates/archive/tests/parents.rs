@@ -4,6 +4,8 @@
 //! as containerd's `fs.RootPath` does: an absolute target or `..` is taken relative to the layer
 //! root, never the host's, so `var/run/foo` lands in `run/foo`.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns panic on purpose
+
 mod common;
 
 use std::path::Path;
