@@ -143,7 +143,7 @@ pub async fn wrong_digest_is_rejected_and_the_ingest_kept<S: ContentStore>(store
         "ingest kept after a failed commit"
     );
     // Retried with the right digest, the same ingest commits.
-    let mut w = loop {
+    let w = loop {
         match store.writer(NS, opts("bad-digest")).await {
             Err(e) if e.kind() == ErrorKind::Unavailable => {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await
