@@ -156,3 +156,32 @@ impl PluginRegistry {
         services
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The router is built from the table: each started plugin's adder runs once, with the
+    /// whole table; a plugin that failed to start serves nothing.
+    #[test]
+    fn routes_and_ttrpc_services_come_from_the_table() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut registry = PluginRegistry::default();
+        for (id, failed) in [("one", false), ("two", false), ("broken", true)] {
+            let c = calls.clone();
+            let mut p = Plugin::new("io.containerd.grpc.v1", id, &[]).serves(move |reg, _| {
+                assert_eq!(reg.plugins().len(), 4);
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+            if failed {
+                p.init_error = Some("no".into());
+            }
+            registry.register(p);
+        }
+        registry.register(Plugin::new("io.containerd.event.v1", "exchange", &[]));
+        let _routes = registry.grpc_routes();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(registry.ttrpc_services().is_empty());
+    }
+}
