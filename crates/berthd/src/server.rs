@@ -227,45 +227,15 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         "manager",
         &["io.containerd.metadata.v1"],
     ));
-    for (id, requires) in [
-        (
-            "content",
-            &["io.containerd.content.v1", "io.containerd.metadata.v1"][..],
-        ),
-        ("diff", &["io.containerd.differ.v1"][..]),
-        ("events", &["io.containerd.event.v1"][..]),
-        (
-            "images",
-            &["io.containerd.metadata.v1", "io.containerd.gc.v1"][..],
-        ),
-        ("introspection", &[][..]),
-        ("leases", &["io.containerd.lease.v1"][..]),
-        ("namespaces", &["io.containerd.metadata.v1"][..]),
-        ("snapshots", &["io.containerd.snapshotter.v1"][..]),
-        (
-            "containers",
-            &["io.containerd.metadata.v1", "io.containerd.gc.v1"][..],
-        ),
-        (
-            "tasks",
-            &["io.containerd.runtime.v2", "io.containerd.metadata.v1"][..],
-        ),
-        ("version", &[][..]),
-    ] {
-        registry.register(Plugin::new("io.containerd.grpc.v1", id, requires));
-    }
 
-    // Tasks: shims forward their events to the ttrpc socket; tasks left running by a previous
-    // berthd are found again before any client can ask for them.
-    let ttrpc_address = state.join("berthd.sock.ttrpc");
-    let events_server = ShimEventsServer::serve(&ttrpc_address, Arc::new(exchange.clone()))
-        .await
-        .context("serve the ttrpc events socket")?;
+    // Tasks: shims forward their events to the ttrpc API socket, `<address>.ttrpc` as in
+    // containerd; tasks left running by a previous berthd are found again before any client
+    // can ask for them.
+    let ttrpc_address = PathBuf::from(format!("{}.ttrpc", address.display()));
     let runtime = TaskManager::new(
         runtime_config(&root, &state, &address, &ttrpc_address)?,
         Arc::new(exchange.clone()),
     );
-    let loaded = runtime.load_existing().await;
     registry.register(
         Plugin::new(
             "io.containerd.runtime.v2",
@@ -281,55 +251,25 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
         )
         .export("ttrpc_address", ttrpc_address.display().to_string()),
     );
-
-    let store = Arc::new(meta.clone());
-    let gc_task = tokio::spawn(meta.clone().run_gc_scheduler(gc_config));
-
-    macro_rules! limits {
-        ($svc:expr) => {
-            $svc.max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE)
-        };
-    }
-    let router = tonic::transport::Server::builder()
-        .add_service(limits!(VersionServer::new(VersionService {
-            version: format!("v{}", env!("CARGO_PKG_VERSION")),
-            revision: env!("BERTH_REVISION").to_string(),
-        })))
-        .add_service(limits!(NamespacesServer::new(NamespacesService {
-            store: store.clone(),
-            exchange: exchange.clone(),
-        })))
-        .add_service(limits!(ContentServer::new(ContentService {
-            store: store.clone(),
-            exchange: exchange.clone(),
-        })))
-        .add_service(limits!(ImagesServer::new(ImagesService {
-            store: store.clone(),
-            exchange: exchange.clone(),
-        })))
-        .add_service(limits!(SnapshotsServer::new(SnapshotsService {
+    register_services(
+        &mut registry,
+        &Handles {
             meta: meta.clone(),
             exchange: exchange.clone(),
-        })))
-        .add_service(limits!(DiffServer::new(DiffService { meta: meta.clone() })))
-        .add_service(limits!(ContainersServer::new(ContainersService {
-            store: store.clone(),
-            exchange: exchange.clone(),
-        })))
-        .add_service(limits!(TasksServer::new(TasksService {
-            tasks: LocalTasks::new(meta.clone(), runtime.clone()),
-        })))
-        .add_service(limits!(LeasesServer::new(LeasesService {
-            leases: store.clone(),
-        })))
-        .add_service(limits!(EventsServer::new(EventsService {
-            exchange: exchange.clone(),
-        })))
-        .add_service(limits!(IntrospectionServer::new(IntrospectionService {
-            registry,
-            uuid: meta.uuid().to_string(),
-        })));
+            runtime: runtime.clone(),
+        },
+    );
+
+    let events_server = ShimEventsServer::serve_services(&ttrpc_address, registry.ttrpc_services())
+        .await
+        .context("serve the ttrpc API socket")?;
+    if let Some(gid) = cfg.grpc.gid {
+        std::os::unix::fs::chown(&ttrpc_address, None, Some(gid))
+            .with_context(|| format!("chown {} to gid {gid}", ttrpc_address.display()))?;
+    }
+    let loaded = runtime.load_existing().await;
+    let gc_task = tokio::spawn(meta.clone().run_gc_scheduler(gc_config));
+    let router = tonic::transport::Server::builder().add_routes(registry.grpc_routes());
 
     tracing::info!(
         address = %address.display(),
@@ -368,6 +308,146 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
     served.context("serve gRPC")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The handles the API services are made over.
+struct Handles {
+    meta: Metadata,
+    exchange: Exchange,
+    runtime: TaskManager,
+}
+
+/// Caps a generated gRPC server's message sizes at [`MAX_MESSAGE`].
+macro_rules! limits {
+    ($svc:expr) => {
+        $svc.max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    };
+}
+
+/// containerd's `io.containerd.grpc.v1` plugins: one entry per service, naming what it requires
+/// and adding its server to the gRPC router (and, for events, to the ttrpc API socket).
+fn register_services(registry: &mut PluginRegistry, h: &Handles) {
+    const GRPC: &str = "io.containerd.grpc.v1";
+    let store = Arc::new(h.meta.clone());
+    let (meta, exchange, runtime) = (h.meta.clone(), h.exchange.clone(), h.runtime.clone());
+    let uuid = h.meta.uuid().to_string();
+    let (s, x) = (store.clone(), exchange.clone());
+    registry.register(
+        Plugin::new(
+            GRPC,
+            "content",
+            &["io.containerd.content.v1", "io.containerd.metadata.v1"],
+        )
+        .serves(move |_, r| {
+            r.add_service(limits!(ContentServer::new(ContentService {
+                store: s.clone(),
+                exchange: x.clone(),
+            })));
+        }),
+    );
+    let m = meta.clone();
+    registry.register(
+        Plugin::new(GRPC, "diff", &["io.containerd.differ.v1"]).serves(move |_, r| {
+            r.add_service(limits!(DiffServer::new(DiffService { meta: m.clone() })));
+        }),
+    );
+    let (x, publisher) = (exchange.clone(), Arc::new(exchange.clone()));
+    registry.register(
+        Plugin::new(GRPC, "events", &["io.containerd.event.v1"])
+            .serves(move |_, r| {
+                r.add_service(limits!(EventsServer::new(EventsService {
+                    exchange: x.clone(),
+                })));
+            })
+            .serves_ttrpc(move || berth_runtime::events_service(publisher.clone())),
+    );
+    registry.register(Plugin::new(GRPC, "healthcheck", &[]).serves(|_, r| {
+        // containerd's client `IsServing` asks for the server as a whole (service "").
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        r.add_service(limits!(health));
+    }));
+    let (s, x) = (store.clone(), exchange.clone());
+    registry.register(
+        Plugin::new(
+            GRPC,
+            "images",
+            &["io.containerd.metadata.v1", "io.containerd.gc.v1"],
+        )
+        .serves(move |_, r| {
+            r.add_service(limits!(ImagesServer::new(ImagesService {
+                store: s.clone(),
+                exchange: x.clone(),
+            })));
+        }),
+    );
+    registry.register(
+        Plugin::new(GRPC, "introspection", &[]).serves(move |registry, r| {
+            r.add_service(limits!(IntrospectionServer::new(IntrospectionService {
+                registry: registry.clone(),
+                uuid: uuid.clone(),
+            })));
+        }),
+    );
+    let s = store.clone();
+    registry.register(
+        Plugin::new(GRPC, "leases", &["io.containerd.lease.v1"]).serves(move |_, r| {
+            r.add_service(limits!(LeasesServer::new(LeasesService {
+                leases: s.clone()
+            })));
+        }),
+    );
+    let (s, x) = (store.clone(), exchange.clone());
+    registry.register(
+        Plugin::new(GRPC, "namespaces", &["io.containerd.metadata.v1"]).serves(move |_, r| {
+            r.add_service(limits!(NamespacesServer::new(NamespacesService {
+                store: s.clone(),
+                exchange: x.clone(),
+            })));
+        }),
+    );
+    let (m, x) = (meta.clone(), exchange.clone());
+    registry.register(
+        Plugin::new(GRPC, "snapshots", &["io.containerd.snapshotter.v1"]).serves(move |_, r| {
+            r.add_service(limits!(SnapshotsServer::new(SnapshotsService {
+                meta: m.clone(),
+                exchange: x.clone(),
+            })));
+        }),
+    );
+    let (s, x) = (store.clone(), exchange.clone());
+    registry.register(
+        Plugin::new(
+            GRPC,
+            "containers",
+            &["io.containerd.metadata.v1", "io.containerd.gc.v1"],
+        )
+        .serves(move |_, r| {
+            r.add_service(limits!(ContainersServer::new(ContainersService {
+                store: s.clone(),
+                exchange: x.clone(),
+            })));
+        }),
+    );
+    let m = meta.clone();
+    registry.register(
+        Plugin::new(
+            GRPC,
+            "tasks",
+            &["io.containerd.runtime.v2", "io.containerd.metadata.v1"],
+        )
+        .serves(move |_, r| {
+            r.add_service(limits!(TasksServer::new(TasksService {
+                tasks: LocalTasks::new(m.clone(), runtime.clone()),
+            })));
+        }),
+    );
+    registry.register(Plugin::new(GRPC, "version", &[]).serves(|_, r| {
+        r.add_service(limits!(VersionServer::new(VersionService {
+            version: format!("v{}", env!("CARGO_PKG_VERSION")),
+            revision: env!("BERTH_REVISION").to_string(),
+        })));
+    }));
 }
 
 /// Where the runtime keeps bundles and finds shims: berthd's own directory is searched after

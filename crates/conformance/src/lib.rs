@@ -33,7 +33,7 @@ macro_rules! content_store_suite {
     (@list $mode:ident $setup:path) => {
         $crate::content_store_suite!(@cases $mode $setup;
             write_commit_info_read,
-            wrong_digest_is_rejected_and_leaves_nothing,
+            wrong_digest_is_rejected_and_the_ingest_kept,
             wrong_size_is_rejected,
             ingest_resumes_at_its_offset,
             truncate_restarts_an_ingest,

@@ -200,9 +200,9 @@ impl LocalStore {
         Ok(out)
     }
 
-    /// Discard an ingest. Fails with `Unavailable` while a writer holds it.
+    /// Discard an ingest, even one a live writer holds (as containerd's local store: that
+    /// writer's commit then fails; the ref stays locked until it is dropped).
     pub fn abort(&self, reference: &str) -> Result<()> {
-        let _guard = self.lock(reference)?;
         let dir = self.ingest_dir(reference);
         if !dir.join("ref.json").exists() {
             return Err(ContentError::IngestNotFound(reference.to_string()));

@@ -25,6 +25,8 @@ pub struct LocalWriter {
     digester: Digester,
     offset: i64,
     record: IngestRecord,
+    /// When the last write (or truncate) returned: what status reports, as containerd does.
+    updated_at: SystemTime,
 }
 
 fn now_nanos() -> u128 {
@@ -87,6 +89,15 @@ impl LocalWriter {
             digester.update(&buf[..n]);
             offset += n as i64;
         }
+        // A resumed ingest was last updated when its data was last written.
+        let updated_at = if offset > 0 {
+            file.metadata().and_then(|m| m.modified()).ok()
+        } else {
+            None
+        }
+        .unwrap_or_else(|| {
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(record.started_at as u64)
+        });
         Ok(LocalWriter {
             store,
             _lock: lock,
@@ -95,6 +106,7 @@ impl LocalWriter {
             digester,
             offset,
             record,
+            updated_at,
         })
     }
 
@@ -112,7 +124,7 @@ impl LocalWriter {
                 .as_deref()
                 .and_then(|d| Digest::parse(d).ok()),
             started_at,
-            updated_at: SystemTime::now(),
+            updated_at: self.updated_at,
         }
     }
 
@@ -134,6 +146,7 @@ impl LocalWriter {
         )))?;
         self.digester.update(data);
         self.offset += data.len() as i64;
+        self.updated_at = SystemTime::now();
         Ok(())
     }
 
@@ -160,12 +173,14 @@ impl LocalWriter {
         }
         self.digester = digester;
         self.offset = size.max(0);
+        self.updated_at = SystemTime::now();
         Ok(())
     }
 
-    /// Verify and publish the ingest as a blob. On a size or digest mismatch nothing is kept: the
-    /// ingest is removed and no blob appears. When the blob already exists the ingest is removed
-    /// and `BlobExists` returned.
+    /// Verify and publish the ingest as a blob. On a size or digest mismatch no blob appears and
+    /// the ingest stays as it is (only this writer ends), so reopening the ref resumes at the
+    /// bytes written and the commit can be retried, as containerd's local writer. When the blob
+    /// already exists the ingest is removed and `BlobExists` returned.
     pub fn commit(self, size: i64, expected: Option<Digest>) -> Result<Digest> {
         let reference = self.record.reference.clone();
         let io = |what: &str| ContentError::io(format!("{what} ingest {reference}"));
@@ -175,14 +190,14 @@ impl LocalWriter {
             Err(err)
         };
         if size > 0 && size != self.offset {
-            return discard(ContentError::SizeMismatch {
+            return Err(ContentError::SizeMismatch {
                 actual: self.offset,
                 expected: size,
             });
         }
         if let Some(exp) = expected {
             if exp != actual {
-                return discard(ContentError::DigestMismatch {
+                return Err(ContentError::DigestMismatch {
                     actual,
                     expected: exp,
                 });

@@ -27,8 +27,10 @@ fn ingest_resumes_after_reopen_of_the_store() {
     assert!(store.list_statuses().unwrap().is_empty());
 }
 
+/// As containerd's local writer: a failed commit publishes nothing and keeps the ingest, so the
+/// ref resumes where it was and the commit can be retried.
 #[test]
-fn wrong_digest_leaves_nothing_behind() {
+fn wrong_digest_publishes_nothing_and_keeps_the_ingest() {
     let tmp = tempfile::tempdir().unwrap();
     let store = LocalStore::open(tmp.path()).unwrap();
     let mut w = store.writer("bad", 0, None).unwrap();
@@ -41,14 +43,27 @@ fn wrong_digest_leaves_nothing_behind() {
         "{err}"
     );
     assert!(store.walk().unwrap().is_empty());
-    assert!(store.list_statuses().unwrap().is_empty());
-    assert_eq!(
-        std::fs::read_dir(tmp.path().join("ingest"))
-            .unwrap()
-            .count(),
-        0
-    );
     assert!(!store.contains(&Digest::sha256_of(b"some bytes")));
+    assert_eq!(store.status("bad").unwrap().offset, 10);
+    let w = store.writer("bad", 0, None).unwrap();
+    assert_eq!(w.status().offset, 10);
+    let d = w
+        .commit(10, Some(Digest::sha256_of(b"some bytes")))
+        .unwrap();
+    assert!(store.contains(&d));
+    assert!(store.list_statuses().unwrap().is_empty());
+}
+
+/// The time an ingest reports as updated is that of its last write, as containerd's writer.
+#[test]
+fn updated_at_is_the_time_of_the_last_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path()).unwrap();
+    let mut w = store.writer("timed", 0, None).unwrap();
+    w.write(b"bytes").unwrap();
+    let after = std::time::SystemTime::now();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(w.status().updated_at <= after);
 }
 
 #[test]
@@ -58,12 +73,25 @@ fn second_writer_on_a_ref_is_refused_until_the_first_drops() {
     let w = store.writer("busy", 0, None).unwrap();
     let err = store.writer("busy", 0, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    assert_eq!(
-        store.abort("busy").unwrap_err().kind(),
-        ErrorKind::Unavailable
-    );
     drop(w);
     store.writer("busy", 0, None).unwrap();
+}
+
+/// As containerd's local store: Abort does not wait for the writer's lock; the live writer's
+/// commit then fails.
+#[test]
+fn abort_discards_an_ingest_a_live_writer_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path()).unwrap();
+    let mut w = store.writer("held", 0, None).unwrap();
+    w.write(b"partial").unwrap();
+    store.abort("held").unwrap();
+    assert_eq!(
+        store.status("held").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(w.commit(7, None).is_err());
+    assert!(store.walk().unwrap().is_empty());
 }
 
 #[test]

@@ -19,6 +19,7 @@ pub trait NamespaceStore: Send + Sync {
     /// Every namespace with its labels, sorted by name.
     fn list(&self) -> Result<Vec<(String, BTreeMap<String, String>)>>;
     /// Update labels under containerd's field-mask rules (see [`crate::labels::apply_label_mask`]).
+    /// As containerd's `SetLabel`, an update that sets labels on a missing namespace creates it.
     fn update(
         &self,
         name: &str,

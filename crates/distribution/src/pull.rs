@@ -609,13 +609,23 @@ impl<C: ContentStore> Session<'_, C> {
         desc: &Descriptor,
         labels: BTreeMap<String, String>,
     ) -> Result<()> {
+        let reference = w.status().await?.reference;
         match w
             .commit(desc.size, Some(desc.digest.clone()), labels.clone())
             .await
         {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => self.exists(desc, &labels).await,
-            Err(e) => Err(e.context(format!("commit {}", desc.digest)).into()),
+            Err(e) => {
+                // A failed verification keeps the ingest (as containerd's store); bytes that do
+                // not hash to the digest are no use to resume from, so the next pull starts anew.
+                if e.kind() == ErrorKind::FailedPrecondition {
+                    if let Err(ae) = self.store.abort(self.ns, &reference).await {
+                        tracing::warn!(%reference, error = %ae, "abort of a rejected ingest");
+                    }
+                }
+                Err(e.context(format!("commit {}", desc.digest)).into())
+            }
         }
     }
 

@@ -68,6 +68,12 @@ impl Metadata {
     }
 
     /// Record `digest` (already in the blob store) in `ns`; `ContentExists` if it is there.
+    ///
+    /// Either way the content joins `lease` in the same transaction (containerd's
+    /// `addContentLease`, which its `Commit` runs also on the AlreadyExists path): a writer that
+    /// finds its bytes already recorded still holds them for its caller, so a collection cannot
+    /// take them before the caller's own references (an image record) exist. Callers hold the
+    /// collection lock shared.
     fn record_content(
         &self,
         ns: &str,
@@ -80,21 +86,22 @@ impl Metadata {
         let size = self.inner.blobs.info(digest)?.size;
         let key = digest.to_string();
         let txn = self.inner.db.begin_write()?;
-        {
+        let exists = {
             ensure_namespace(&txn, ns)?;
             let mut t = txn.open_table(CONTENT)?;
-            if t.get((ns, key.as_str()))?.is_some() {
-                return Err(MetadataError::ContentExists(digest.clone()));
+            let exists = t.get((ns, key.as_str()))?.is_some();
+            if !exists {
+                let now = now_nanos();
+                let rec = ContentRecord {
+                    size,
+                    created_at: now,
+                    updated_at: now,
+                    labels,
+                };
+                t.insert((ns, key.as_str()), encode(&rec).as_slice())?;
             }
-            let now = now_nanos();
-            let rec = ContentRecord {
-                size,
-                created_at: now,
-                updated_at: now,
-                labels,
-            };
-            t.insert((ns, key.as_str()), encode(&rec).as_slice())?;
-        }
+            exists
+        };
         if let Some(lease) = lease {
             Self::lease_add_in(&txn, ns, lease, "content", &key)?;
             if let Some(r) = ingest_ref {
@@ -103,7 +110,27 @@ impl Metadata {
             }
         }
         txn.commit()?;
+        if exists {
+            return Err(MetadataError::ContentExists(digest.clone()));
+        }
         Ok(())
+    }
+
+    /// If `digest` is recorded in `ns`, add it to `lease` in the same transaction and answer
+    /// true (containerd's `Writer` does both in one update): a collection between the check and
+    /// the lease would otherwise take content the caller was told exists. Callers hold the
+    /// collection lock shared.
+    fn lease_if_recorded(&self, ns: &str, digest: &Digest, lease: Option<&str>) -> Result<bool> {
+        let key = digest.to_string();
+        let txn = self.inner.db.begin_write()?;
+        if txn.open_table(CONTENT)?.get((ns, key.as_str()))?.is_none() {
+            return Ok(false);
+        }
+        if let Some(lease) = lease {
+            Self::lease_add_in(&txn, ns, lease, "content", &key)?;
+        }
+        txn.commit()?;
+        Ok(true)
     }
 }
 
@@ -227,22 +254,14 @@ impl ContentStore for Metadata {
             return Err(ContentError::EmptyRef.into());
         }
         if let Some(d) = &options.digest {
-            match self.content_record(ns, d) {
-                Ok(_) => {
-                    // As containerd: the blob joins the writer's lease even though nothing is
-                    // written, so a pull that finds it keeps it until the image record exists.
-                    if let Some(lease) = &options.lease {
-                        let txn = self.inner.db.begin_write().map_err(MetadataError::from)?;
-                        Self::lease_add_in(&txn, ns, lease, "content", &d.to_string())?;
-                        txn.commit().map_err(MetadataError::from)?;
-                    }
-                    return Err(MetadataError::ContentExists(d.clone()).into());
-                }
-                Err(MetadataError::ContentNotFound(_)) => {}
-                Err(e) => return Err(e.into()),
+            // As containerd: content already recorded joins the writer's lease even though
+            // nothing is written, so a pull or import that finds it keeps it until the image
+            // record exists. Under the collection lock, so no collection runs in between.
+            let _shared = self.inner.gc_lock.read().expect("gc lock poisoned");
+            if self.lease_if_recorded(ns, d, options.lease.as_deref())? {
+                return Err(MetadataError::ContentExists(d.clone()).into());
             }
             // Shared blob: the bytes are here from another namespace; record them in this one.
-            let _shared = self.inner.gc_lock.read().expect("gc lock poisoned");
             if self.inner.blobs.contains(d) {
                 self.record_content(ns, d, options.lease.as_deref(), None, BTreeMap::new())?;
                 return Err(MetadataError::ContentExists(d.clone()).into());

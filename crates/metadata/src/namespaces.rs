@@ -56,9 +56,17 @@ impl Metadata {
         let txn = self.inner.db.begin_write()?;
         let labels = {
             let mut t = txn.open_table(NAMESPACES)?;
+            // As containerd (its `SetLabel` creates the namespace's bucket): setting labels on a
+            // missing namespace creates it; an update that sets nothing creates nothing.
             let mut rec: NamespaceRecord = match t.get(name)? {
                 Some(v) => decode(name, v.value())?,
-                None => return Err(MetadataError::NamespaceNotFound(name.to_string())),
+                None if fieldpaths.is_empty() && update.is_empty() => {
+                    return Ok(BTreeMap::new());
+                }
+                None => {
+                    identifiers::validate(name)?;
+                    NamespaceRecord::default()
+                }
             };
             labels::apply_label_mask(&mut rec.labels, &update, fieldpaths, &[])?;
             t.insert(name, encode(&rec).as_slice())?;

@@ -530,3 +530,46 @@ fn the_database_is_private() {
     assert_eq!(mode(db.parent().unwrap()), 0o700);
     assert_eq!(mode(&db), 0o600);
 }
+
+/// containerd's `addContentLease`: content a writer finds already recorded joins the writer's
+/// lease, when the writer opens with its digest and when its commit ends in AlreadyExists, so
+/// a collection after that cannot take what the caller was told exists.
+#[tokio::test]
+async fn recorded_content_found_by_a_writer_joins_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(&dir);
+    let by_commit = put(&m, "ns", b"found at commit", BTreeMap::new(), None).await;
+    let by_open = put(&m, "ns", b"found at open", BTreeMap::new(), None).await;
+    LeaseManager::create(&m, "ns", "import", BTreeMap::new())
+        .await
+        .unwrap();
+    let opts = |reference: &str, digest: Option<Digest>| WriterOptions {
+        reference: reference.into(),
+        digest,
+        lease: Some("import".into()),
+        ..Default::default()
+    };
+    let mut w = m.writer("ns", opts("tar-1", None)).await.unwrap();
+    w.write(b"found at commit").await.unwrap();
+    let err = w.commit(0, None, BTreeMap::new()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    let err = m
+        .writer("ns", opts("tar-2", Some(by_open.clone())))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    m.collect_garbage().unwrap();
+    for d in [&by_commit, &by_open] {
+        m.info("ns", d).await.unwrap();
+    }
+    let held: Vec<String> = m
+        .list_resources("ns", "import")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "content")
+        .map(|r| r.id)
+        .collect();
+    assert!(held.contains(&by_commit.to_string()), "{held:?}");
+    assert!(held.contains(&by_open.to_string()), "{held:?}");
+}

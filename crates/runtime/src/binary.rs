@@ -45,12 +45,19 @@ pub fn binary_name(runtime: &str) -> Option<String> {
     Some(format!("containerd-shim-{}-{}", parts[n - 2], parts[n - 1]))
 }
 
+/// containerd's v1 runtime (shim v1 API), which berthd refuses rather than aliases.
+pub const LEGACY_V1_RUNTIME: &str = "io.containerd.runtime.v1.linux";
+
 /// Resolve `runtime` to a shim binary: an absolute path as is (it must exist); a name through
 /// [`binary_name`], then `PATH`, then each of `extra_dirs` (berthd passes its own directory).
+/// containerd's v1 runtime name is refused with `FailedPrecondition` naming the v2 runtimes.
 pub fn resolve(runtime: &str, extra_dirs: &[PathBuf]) -> Result<PathBuf> {
     let invalid = || RuntimeError::InvalidRuntimeName(runtime.to_string());
     if runtime.is_empty() {
         return Err(invalid());
+    }
+    if runtime == LEGACY_V1_RUNTIME {
+        return Err(RuntimeError::LegacyRuntime(runtime.to_string()));
     }
     let path = Path::new(runtime);
     if path.is_absolute() {
@@ -267,5 +274,11 @@ mod tests {
             berth_core::ErrorKind::InvalidArgument
         );
         assert!(resolve("", &[]).is_err());
+        let legacy = resolve(LEGACY_V1_RUNTIME, &[]).unwrap_err();
+        assert_eq!(legacy.kind(), berth_core::ErrorKind::FailedPrecondition);
+        assert!(
+            legacy.to_string().contains("io.containerd.runc.v2"),
+            "{legacy}"
+        );
     }
 }

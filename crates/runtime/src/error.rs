@@ -8,6 +8,9 @@ pub enum RuntimeError {
     InvalidRuntimeName(String),
     #[error("runtime {runtime:?} binary not installed {binary:?}: not found")]
     ShimNotInstalled { runtime: String, binary: String },
+    /// containerd's v1 runtime (`io.containerd.runtime.v1.linux`): berthd runs v2 shims only.
+    #[error("runtime {0:?} is containerd's v1 runtime, which berthd does not serve: use a v2 runtime such as io.containerd.runc.v2 or io.containerd.berth.v2: failed precondition")]
+    LegacyRuntime(String),
     #[error("task {0}: already exists")]
     TaskExists(String),
     #[error("task {0} not found")]
@@ -52,6 +55,7 @@ impl RuntimeError {
                 ErrorKind::NotFound
             }
             RuntimeError::TaskExists(_) => ErrorKind::AlreadyExists,
+            RuntimeError::LegacyRuntime(_) => ErrorKind::FailedPrecondition,
             RuntimeError::Shim { kind, .. } => *kind,
             RuntimeError::Connection { .. } => ErrorKind::Unavailable,
             RuntimeError::ShimStart { .. }

@@ -75,10 +75,27 @@ impl Events for Forwarder {
     }
 }
 
+/// The ttrpc Events service (`containerd.services.events.ttrpc.v1.Events`), publishing what is
+/// forwarded to it to `publisher`.
+pub fn events_service(
+    publisher: Arc<dyn Publisher>,
+) -> std::collections::HashMap<String, ttrpc::asynchronous::Service> {
+    create_events(Arc::new(Forwarder { publisher }))
+}
+
 impl ShimEventsServer {
     /// Serve the Events service on the unix socket `path` (mode 0660; a stale socket there is
     /// replaced), publishing what shims forward to `publisher`.
     pub async fn serve(path: &Path, publisher: Arc<dyn Publisher>) -> Result<ShimEventsServer> {
+        Self::serve_services(path, events_service(publisher)).await
+    }
+
+    /// Serve `services` (ttrpc services by name) on the unix socket `path` (mode 0660; a stale
+    /// socket there is replaced).
+    pub async fn serve_services(
+        path: &Path,
+        services: std::collections::HashMap<String, ttrpc::asynchronous::Service>,
+    ) -> Result<ShimEventsServer> {
         let err = |reason: String| RuntimeError::EventsSocket {
             path: path.display().to_string(),
             reason,
@@ -97,10 +114,9 @@ impl ShimEventsServer {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
                 .map_err(|e| err(e.to_string()))?;
         }
-        let service = create_events(Arc::new(Forwarder { publisher }));
         let mut server = Server::new()
             .add_listener(Listener::from(listener))
-            .register_service(service);
+            .register_service(services);
         server.start().await.map_err(|e| err(e.to_string()))?;
         Ok(ShimEventsServer {
             server,

@@ -30,7 +30,7 @@ mod watch;
 
 pub use bundle::Bundle;
 pub use error::RuntimeError;
-pub use events::ShimEventsServer;
+pub use events::{events_service, ShimEventsServer};
 pub use manager::{LoadReport, RuntimeConfig, TaskManager};
 pub use shim::{ShimTask, STATE_TIMEOUT};
 pub use types::{CreateOpts, Event, Publisher};

@@ -127,10 +127,15 @@ pub fn start(flags: &Flags) -> Result<String> {
         let _ = fs::remove_file(&path);
         return Err(e);
     }
-    adjust_oom_score(child.id());
     if !options.shim_cgroup.is_empty() {
-        join_cgroup(child.id(), &options.shim_cgroup);
+        if let Err(e) = join_cgroup(child.id(), &options.shim_cgroup) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
     }
+    adjust_oom_score(child.id());
     Ok(address)
 }
 
@@ -162,20 +167,54 @@ fn adjust_oom_score(pid: u32) {
     }
 }
 
-/// Move the shim into the cgroup its options name (`ShimCgroup`), in every hierarchy that has it.
-fn join_cgroup(pid: u32, cgroup: &str) {
-    let rel = cgroup.trim_start_matches('/');
-    for dir in fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
+/// Move the shim into the cgroup its options name (`ShimCgroup`), as containerd's runc shim
+/// does in `start`: the cgroup must exist (berth creates none) in at least one hierarchy (every
+/// v1 hierarchy that has it, or the unified one); the shim joins each, and any failure fails
+/// the start.
+fn join_cgroup(pid: u32, cgroup: &str) -> Result<()> {
+    let rel = Path::new(cgroup.trim_start_matches('/'));
+    if rel.as_os_str().is_empty()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
     {
-        let _ = fs::write(dir.path().join(rel).join("cgroup.procs"), pid.to_string());
+        return Err(ShimError::InvalidArgument(format!(
+            "shim cgroup {cgroup:?} is not a cgroup path"
+        )));
     }
-    let _ = fs::write(
-        Path::new("/sys/fs/cgroup").join(rel).join("cgroup.procs"),
-        pid.to_string(),
-    );
+    let root = Path::new("/sys/fs/cgroup");
+    let hierarchies: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
+        vec![root.to_path_buf()]
+    } else {
+        fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| !p.ends_with("unified"))
+            .collect()
+    };
+    let mut joined = 0;
+    for h in hierarchies {
+        let dir = h.join(rel);
+        if !dir.is_dir() {
+            continue;
+        }
+        let procs = dir.join("cgroup.procs");
+        fs::write(&procs, pid.to_string()).map_err(|e| {
+            ShimError::FailedPrecondition(format!(
+                "failed to join cgroup {cgroup}: write {}: {e}",
+                procs.display()
+            ))
+        })?;
+        joined += 1;
+    }
+    if joined == 0 {
+        return Err(ShimError::NotFound(format!(
+            "failed to load cgroup {cgroup}: no hierarchy has it"
+        )));
+    }
+    Ok(())
 }
 
 /// The `delete` command: clean up after a shim that died, and answer how its task ended.
