@@ -7,9 +7,10 @@
 #   busybox-static         the files of the test images
 #   containernetworking-plugins  CNI plugins for pods
 #   python3 zstd           the test-image builder and its zstd layers
+#   curl                   scraping berthd's metrics (tests/integration/tests/metrics.rs)
 set -euo pipefail
 packages=(protobuf-compiler containerd runc crun docker-registry skopeo busybox-static
-  containernetworking-plugins python3 zstd git ca-certificates)
+  containernetworking-plugins python3 zstd git ca-certificates curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,9 @@
 //! startup_delay = "100ms"
 //! pause_threshold = 0.02
 //!
+//! [metrics]
+//! address = "127.0.0.1:1338"   # Prometheus text on GET /v1/metrics; off when unset or empty
+//!
 //! [registry]
 //! config_path = "/etc/berth/certs.d"   # <host>/hosts.toml mirror files for berthd's own pulls
 //! ```
@@ -51,6 +54,27 @@ pub struct Config {
     pub gc: Gc,
     #[serde(default)]
     pub registry: Registry,
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+/// containerd's `[metrics]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// `host:port` serving Prometheus metrics on `GET /v1/metrics`, unauthenticated: keep it
+    /// on loopback. Unset or empty: no metrics listener (the default).
+    pub address: Option<String>,
+}
+
+impl Metrics {
+    /// The address to serve metrics on, if metrics are on.
+    pub fn address(&self) -> Option<&str> {
+        self.address
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +197,16 @@ mod tests {
         let cfg: Config = toml::from_str("").unwrap();
         assert_eq!(cfg.registry.hosts_dir(), Path::new(DEFAULT_HOSTS_DIR));
         assert!(toml::from_str::<Config>("[registry]\nmirrors = 1\n").is_err());
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        assert_eq!(Config::default().metrics.address(), None);
+        let cfg: Config = toml::from_str("[metrics]\naddress = \"\"\n").unwrap();
+        assert_eq!(cfg.metrics.address(), None);
+        let cfg: Config = toml::from_str("[metrics]\naddress = \"127.0.0.1:1338\"\n").unwrap();
+        assert_eq!(cfg.metrics.address(), Some("127.0.0.1:1338"));
+        assert!(toml::from_str::<Config>("[metrics]\nport = 1\n").is_err());
     }
 
     #[test]

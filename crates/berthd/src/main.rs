@@ -1,6 +1,7 @@
 //! berthd: the berth daemon. Serves containerd's v1 gRPC API on a unix socket.
 
 mod config;
+mod metrics;
 mod publish;
 mod server;
 

@@ -269,7 +269,18 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
     }
     let loaded = runtime.load_existing().await;
     let gc_task = tokio::spawn(meta.clone().run_gc_scheduler(gc_config));
-    let router = tonic::transport::Server::builder().add_routes(registry.grpc_routes());
+    let grpc_metrics = start_metrics(
+        &cfg,
+        crate::metrics::Sources {
+            meta: meta.clone(),
+            exchange: exchange.clone(),
+            runtime: runtime.clone(),
+        },
+    )
+    .await?;
+    let router = tonic::transport::Server::builder()
+        .layer(grpc_metrics)
+        .add_routes(registry.grpc_routes());
 
     tracing::info!(
         address = %address.display(),
@@ -308,6 +319,21 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
     served.context("serve gRPC")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serve Prometheus metrics if the config names an address; the layer counting gRPC calls (a
+/// no-op when metrics are off).
+async fn start_metrics(
+    cfg: &Config,
+    sources: crate::metrics::Sources,
+) -> anyhow::Result<crate::metrics::GrpcMetricsLayer> {
+    let Some(address) = cfg.metrics.address() else {
+        return Ok(crate::metrics::GrpcMetricsLayer::default());
+    };
+    let metrics = Arc::new(crate::metrics::Metrics::new(sources));
+    let bound = crate::metrics::serve(address, metrics.clone()).await?;
+    tracing::info!(address = %bound, path = crate::metrics::PATH, "serving metrics");
+    Ok(metrics.grpc_layer())
 }
 
 /// The handles the API services are made over.

@@ -16,7 +16,7 @@
 //! Collections run when a deletion made garbage (debounced so that collection pauses stay under
 //! `pause_threshold` of the time), on a fixed schedule, and synchronously when a client deletes a
 //! lease with `sync`. Each run logs one line (`garbage collected`) and updates [`GcStats`], which
-//! berthd exposes through the Introspection service.
+//! berthd exposes through the Introspection service and its Prometheus metrics.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
@@ -41,6 +41,8 @@ pub struct GcReport {
     pub content_removed: usize,
     pub leases_expired: usize,
     pub blobs_removed: usize,
+    /// Bytes of the blob files removed (their sizes on record just before deletion).
+    pub bytes_freed: u64,
     pub snapshots_removed: usize,
     pub duration: Duration,
 }
@@ -53,6 +55,7 @@ pub struct GcStats {
     pub last: GcReport,
     pub total_content_removed: u64,
     pub total_blobs_removed: u64,
+    pub total_bytes_freed: u64,
     pub total_leases_expired: u64,
     pub total_snapshots_removed: u64,
 }
@@ -305,8 +308,12 @@ impl Metadata {
         // Sweep blobs no namespace records any more.
         for d in self.inner.blobs.walk()? {
             if !referenced.contains(&d.to_string()) {
+                let size = self.inner.blobs.info(&d).map(|i| i.size).unwrap_or(0);
                 match self.inner.blobs.delete(&d) {
-                    Ok(()) => report.blobs_removed += 1,
+                    Ok(()) => {
+                        report.blobs_removed += 1;
+                        report.bytes_freed += u64::try_from(size).unwrap_or(0);
+                    }
                     Err(e) => tracing::warn!(digest = %d, error = %e, "gc: remove blob"),
                 }
             }
@@ -319,12 +326,14 @@ impl Metadata {
             stats.last = report.clone();
             stats.total_content_removed += report.content_removed as u64;
             stats.total_blobs_removed += report.blobs_removed as u64;
+            stats.total_bytes_freed += report.bytes_freed;
             stats.total_leases_expired += report.leases_expired as u64;
             stats.total_snapshots_removed += report.snapshots_removed as u64;
         }
         tracing::info!(
             content_removed = report.content_removed,
             blobs_removed = report.blobs_removed,
+            bytes_freed = report.bytes_freed,
             leases_expired = report.leases_expired,
             snapshots_removed = report.snapshots_removed,
             duration_us = report.duration.as_micros() as u64,

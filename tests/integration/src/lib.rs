@@ -51,6 +51,9 @@ pub fn wait_for_socket(sock: &Path, timeout: Duration) -> Duration {
     )
 }
 
+/// The config file every test berthd starts with.
+const DEFAULT_CONFIG: &str = "[gc]\nschedule_interval = \"10m\"\n";
+
 /// A berthd running on temp dirs; killed when dropped.
 #[derive(Debug)]
 pub struct Berthd {
@@ -63,10 +66,21 @@ pub struct Berthd {
 impl Berthd {
     /// Start a fresh berthd.
     pub fn start() -> Berthd {
+        Berthd::start_with_config("")
+    }
+
+    /// Start a fresh berthd whose config file has `extra` (TOML tables, e.g. `[metrics]`)
+    /// after the harness's own `[gc]` table.
+    pub fn start_with_config(extra: &str) -> Berthd {
         let dir = tempfile::Builder::new()
             .prefix("berthd-it-")
             .tempdir()
             .expect("tempdir");
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!("{DEFAULT_CONFIG}{extra}"),
+        )
+        .expect("write config");
         let mut d = Berthd {
             dir,
             child: None,
@@ -101,7 +115,7 @@ impl Berthd {
     fn spawn(&mut self) {
         let config = self.dir.path().join("config.toml");
         if !config.exists() {
-            std::fs::write(&config, "[gc]\nschedule_interval = \"10m\"\n").expect("write config");
+            std::fs::write(&config, DEFAULT_CONFIG).expect("write config");
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
