@@ -212,6 +212,7 @@ async fn gc_removes_unreferenced_and_keeps_leased_rooted_and_referenced() {
     let report = m.collect_garbage().unwrap();
     assert_eq!(report.content_removed, 2, "{report:?}"); // garbage in ns, leased-copy in other
     assert_eq!(report.blobs_removed, 1, "{report:?}"); // only garbage's bytes
+    assert_eq!(report.bytes_freed, b"garbage".len() as u64, "{report:?}");
     for d in [&leased, &child, &grandchild, &root] {
         m.info("ns", d).await.unwrap();
         assert!(m.blobs().contains(d), "{d} bytes must stay");
@@ -232,6 +233,11 @@ async fn gc_removes_unreferenced_and_keeps_leased_rooted_and_referenced() {
     let stats = m.gc_stats();
     assert_eq!(stats.runs, 2);
     assert_eq!(stats.total_blobs_removed, 2);
+    // Metrics' bytes freed: "garbage" then "leased".
+    assert_eq!(
+        stats.total_bytes_freed,
+        (b"garbage".len() + b"leased".len()) as u64
+    );
 }
 
 #[tokio::test]
