@@ -5,8 +5,9 @@
 //! - **gRPC** (a tower layer on the router, named as go-grpc-prometheus names them, which
 //!   containerd uses): `grpc_server_started_total` and `grpc_server_handled_total` (with
 //!   `grpc_code`) and the `grpc_server_handling_seconds` histogram, per `grpc_service` and
-//!   `grpc_method`. The time is until the response's headers; for a streaming call that is when
-//!   the stream starts, and a stream that fails after its first message counts as `OK`.
+//!   `grpc_method`. A call is recorded when its response body ends, with the status of its
+//!   trailers (or of its headers, for a trailers-only error): a streaming call is timed to its
+//!   last message, and one the client abandons counts as `Canceled`.
 //! - **Tasks, containers and shims**, read at each scrape: `berth_tasks` and `berth_containers`
 //!   per `namespace`, `berth_shims` (running shim processes).
 //! - **Events**: `berth_event_subscribers` and `berth_event_buffered_bytes` (the exchange's
@@ -399,50 +400,141 @@ where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    R: Send + 'static,
+    R: http_body::Body + Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<MeteredBody<R>>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let Some(m) = self.metrics.clone() else {
-            return Box::pin(self.inner.call(req));
-        };
-        let labels = m.labels(req.uri().path());
-        m.started.get_or_create(&labels).inc();
-        let start = Instant::now();
+        let record = self.metrics.clone().map(|m| {
+            let labels = m.labels(req.uri().path());
+            m.started.get_or_create(&labels).inc();
+            Record {
+                m,
+                labels,
+                start: Instant::now(),
+                code: None,
+            }
+        });
         let fut = self.inner.call(req);
         Box::pin(async move {
             let res = fut.await;
-            m.seconds
-                .get_or_create(&labels)
-                .observe(start.elapsed().as_secs_f64());
-            let code = match &res {
-                // A trailers-only response carries its status in the headers; otherwise the
-                // call has begun successfully.
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map(code_name)
-                    .unwrap_or_else(|| "OK".into()),
-                Err(_) => "Unavailable".into(),
-            };
-            m.handled
-                .get_or_create(&HandledLabels {
-                    grpc_service: labels.grpc_service,
-                    grpc_method: labels.grpc_method,
-                    grpc_code: code,
-                })
-                .inc();
-            res
+            let mut record = record;
+            match res {
+                Ok(r) => {
+                    // A trailers-only response (most errors) has its status in the headers.
+                    if let Some(rec) = record.as_mut() {
+                        rec.code = grpc_status(r.headers());
+                    }
+                    Ok(r.map(|body| MeteredBody {
+                        inner: Box::pin(body),
+                        record,
+                    }))
+                }
+                Err(e) => {
+                    if let Some(rec) = record.as_mut() {
+                        rec.code = Some("Unavailable".into());
+                    }
+                    Err(e)
+                }
+            }
         })
+    }
+}
+
+/// The `grpc-status` of a header or trailer map, named.
+fn grpc_status(h: &http::HeaderMap) -> Option<String> {
+    h.get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(code_name)
+}
+
+/// One call being measured: recorded (handled, with its code, and timed) when dropped, that is
+/// when its response body has ended or the call was abandoned.
+#[derive(Debug)]
+struct Record {
+    m: GrpcMetrics,
+    labels: MethodLabels,
+    start: Instant,
+    /// The status, once seen in the headers or trailers.
+    code: Option<String>,
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let MethodLabels {
+            grpc_service,
+            grpc_method,
+        } = self.labels.clone();
+        self.m
+            .seconds
+            .get_or_create(&self.labels)
+            .observe(self.start.elapsed().as_secs_f64());
+        // No status at all: the client went away before the call ended.
+        let grpc_code = self.code.take().unwrap_or_else(|| "Canceled".into());
+        self.m
+            .handled
+            .get_or_create(&HandledLabels {
+                grpc_service,
+                grpc_method,
+                grpc_code,
+            })
+            .inc();
+    }
+}
+
+/// A response body that reports its call's status (from the trailers) and duration when it
+/// ends: a streaming call is timed to its last message.
+#[derive(Debug)]
+pub struct MeteredBody<B> {
+    inner: Pin<Box<B>>,
+    record: Option<Record>,
+}
+
+impl<B: http_body::Body> http_body::Body for MeteredBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(t), Some(rec)) = (frame.trailers_ref(), this.record.as_mut()) {
+                    rec.code = grpc_status(t).or(rec.code.take());
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(rec) = this.record.as_mut() {
+                    rec.code = Some("Internal".into());
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(rec) = this.record.as_mut() {
+                    rec.code.get_or_insert_with(|| "OK".into());
+                }
+                this.record = None;
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -81,13 +81,18 @@ fn metrics_count_calls_containers_subscribers_and_gc() {
         started, CALLS as f64,
         "grpc_server_started_total of Version moved by {started}, not {CALLS}:\n{after}"
     );
-    assert!(
-        value(
-            &after,
-            "grpc_server_handled_total",
-            &[service, version, "grpc_code=\"OK\""]
-        ) >= CALLS as f64,
-        "Version calls not counted as handled OK:\n{after}"
+    let handled = value(
+        &after,
+        "grpc_server_handled_total",
+        &[service, version, "grpc_code=\"OK\""],
+    ) - value(
+        &before,
+        "grpc_server_handled_total",
+        &[service, version, "grpc_code=\"OK\""],
+    );
+    assert_eq!(
+        handled, CALLS as f64,
+        "Version calls handled OK moved by {handled}, not {CALLS}:\n{after}"
     );
     assert!(
         value(
@@ -105,6 +110,23 @@ fn metrics_count_calls_containers_subscribers_and_gc() {
             &["grpc_service=\"containerd.services.content.v1.Content\""]
         ) > 0.0,
         "the import's content calls are not counted:\n{after}"
+    );
+
+    // An error is counted with its code (a trailers-only response).
+    let out = b.ctr(ns, &["containers", "info", "no-such-container"]);
+    assert!(!out.status.success(), "ctr containers info of a missing id");
+    let errors = scrape(&url);
+    assert!(
+        value(
+            &errors,
+            "grpc_server_handled_total",
+            &[
+                "grpc_service=\"containerd.services.containers.v1.Containers\"",
+                "grpc_method=\"Get\"",
+                "grpc_code=\"NotFound\""
+            ]
+        ) >= 1.0,
+        "Containers/Get of a missing id not counted as NotFound:\n{errors}"
     );
 
     // A running container: one task, one container, a shim.
