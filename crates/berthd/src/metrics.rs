@@ -17,7 +17,11 @@
 //!   `berth_gc_blobs_removed_total`, `berth_gc_content_removed_total`,
 //!   `berth_gc_snapshots_removed_total`, `berth_gc_leases_expired_total`.
 //!
-//! Per-container cgroup metrics (containerd's cgroups plugin) are not exported.
+//! - **Per container** (from its shim's cgroup metrics, as `berth stats` reads them, each shim
+//!   asked at each scrape with a 2 s limit), labelled `namespace` and `container_id`:
+//!   `container_cpu_usage_nanoseconds`, `container_memory_usage_bytes` (without inactive file
+//!   cache), `container_memory_limit_bytes`, `container_pids_current`, `container_pids_limit`,
+//!   `container_memory_oom_kills`. Fewer series than containerd's cgroups plugin exports.
 //!
 //! The listener is plain HTTP with no authentication: the default is off and a loopback address
 //! (`127.0.0.1:PORT`) is what the documentation and tests use; any other address is allowed, as
@@ -73,6 +77,31 @@ struct HandledLabels {
 struct NamespaceLabels {
     namespace: String,
 }
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContainerLabels {
+    namespace: String,
+    container_id: String,
+}
+
+/// How long a scrape waits for one shim's cgroup metrics.
+const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A task's cgroup usage, one gauge family per figure.
+const CONTAINER_GAUGES: [(&str, &str); 6] = [
+    ("cpu_usage_nanoseconds", "CPU time used by the container"),
+    (
+        "memory_usage_bytes",
+        "Memory used by the container, without inactive file cache",
+    ),
+    ("memory_limit_bytes", "The container's memory limit"),
+    ("pids_current", "Processes in the container"),
+    ("pids_limit", "The container's process limit"),
+    (
+        "memory_oom_kills",
+        "Processes of the container killed by the OOM killer",
+    ),
+];
 
 fn latency_histogram() -> Histogram {
     // 1 ms to about 33 s.
@@ -149,6 +178,7 @@ pub struct Metrics {
     subscribers: Gauge,
     buffered: Gauge,
     gc: BTreeMap<&'static str, Counter>,
+    per_container: BTreeMap<&'static str, Family<ContainerLabels, Gauge>>,
     /// One scrape at a time: the GC counters move by the difference since the last one.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -212,7 +242,15 @@ impl Metrics {
             berth.register(format!("gc_{name}"), help, c.clone());
             gc.insert(name, c);
         }
+        let mut per_container = BTreeMap::new();
+        let container = registry.sub_registry_with_prefix("container");
+        for (name, help) in CONTAINER_GAUGES {
+            let f = Family::<ContainerLabels, Gauge>::default();
+            container.register(name, help, f.clone());
+            per_container.insert(name, f);
+        }
         Metrics {
+            per_container,
             registry,
             grpc,
             sources,
@@ -239,10 +277,16 @@ impl Metrics {
         let s = &self.sources;
         self.tasks.clear();
         self.containers.clear();
+        for f in self.per_container.values() {
+            f.clear();
+        }
         let mut shims = BTreeSet::new();
         for (ns, _) in NamespaceStore::list(&s.meta).context("list namespaces")? {
             let tasks = s.runtime.list(&ns);
             shims.extend(tasks.iter().map(|t| t.shim_pid()));
+            for t in &tasks {
+                self.container_usage(&ns, t).await;
+            }
             let containers = ContainerStore::list(&s.meta, &ns, &[])
                 .await
                 .with_context(|| format!("list containers of namespace {ns}"))?;
@@ -280,6 +324,45 @@ fn code_name(code: i32) -> String {
     match tonic::Code::from_i32(code) {
         tonic::Code::Ok => "OK".into(),
         c => format!("{c:?}"),
+    }
+}
+
+impl Metrics {
+    /// Set the per-container gauges of task `t` from its shim's cgroup metrics; a shim that
+    /// does not answer (or a runtime without metrics) leaves the container out of this scrape.
+    async fn container_usage(&self, ns: &str, t: &berth_runtime::ShimTask) {
+        let any = match t.stats(Some(STATS_TIMEOUT)).await {
+            Ok(Some(any)) => any,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(container = t.id(), error = %e, "metrics: task stats");
+                return;
+            }
+        };
+        let u = match berth_ops::stats::decode(t.id(), &any) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(container = t.id(), error = %e, "metrics: decode task stats");
+                return;
+            }
+        };
+        let labels = ContainerLabels {
+            namespace: ns.to_string(),
+            container_id: t.id().to_string(),
+        };
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (name, value) in [
+            ("cpu_usage_nanoseconds", Some(u.cpu_ns)),
+            ("memory_usage_bytes", Some(u.memory)),
+            ("memory_limit_bytes", u.memory_limit),
+            ("pids_current", Some(u.pids)),
+            ("pids_limit", u.pids_limit),
+            ("memory_oom_kills", Some(u.oom_kills)),
+        ] {
+            if let (Some(f), Some(v)) = (self.per_container.get(name), value) {
+                f.get_or_create(&labels).set(as_i64(v));
+            }
+        }
     }
 }
 

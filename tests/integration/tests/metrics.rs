@@ -1,6 +1,6 @@
 //! berthd's Prometheus metrics (`[metrics] address`), scraped with `curl` from
 //! `GET /v1/metrics` while real clients work: gRPC calls counted per method (exactly), tasks,
-//! containers and shims of a running container, event subscribers, garbage collection runs and
+//! containers and shims of a running container and its cgroup usage, event subscribers, garbage collection runs and
 //! bytes freed.
 
 use std::process::{Command, Stdio};
@@ -153,6 +153,16 @@ fn metrics_count_calls_containers_subscribers_and_gc() {
     assert!(
         value(&running, "berth_shims", &[]) >= 1.0,
         "berth_shims with m1 running:\n{running}"
+    );
+    // m1's cgroup, through its shim: a process (sleep), some memory.
+    let m1 = "container_id=\"m1\"";
+    assert!(
+        value(&running, "container_pids_current", &[&nsl, m1]) >= 1.0,
+        "container_pids_current of m1:\n{running}"
+    );
+    assert!(
+        value(&running, "container_memory_usage_bytes", &[&nsl, m1]) > 0.0,
+        "container_memory_usage_bytes of m1:\n{running}"
     );
 
     // An event subscriber while `ctr events` runs.
