@@ -161,7 +161,7 @@ fn device_nodes_are_created_as_root_and_skipped_otherwise() {
             !t.path().join("dev/null").exists(),
             "devices skipped as non-root"
         );
-        println!("SKIP: device node creation (needs root)");
+        berth_conformance::skip::record("device node creation (needs root)");
         return;
     }
     let null = std::fs::symlink_metadata(t.path().join("dev/null")).unwrap();
@@ -293,7 +293,9 @@ fn whiteouts_become_char_devices_and_opaque_xattrs_in_overlay_mode() {
     opts.overlay_userxattr = !common::is_root();
     match apply(t.path(), &whiteout_layer(), &opts) {
         Err(e) if !common::is_root() && e.to_string().contains("create overlay whiteout") => {
-            println!("SKIP: unprivileged whiteout creation refused by this kernel: {e}");
+            berth_conformance::skip::record(&format!(
+                "unprivileged whiteout creation refused by this kernel: {e}"
+            ));
             return;
         }
         r => {
@@ -353,7 +355,7 @@ fn overlay_mode_upperdir_mounts_to_the_delete_mode_result() {
         .status()
         .unwrap();
     if !st.success() {
-        println!("SKIP: overlay mount failed here");
+        berth_conformance::skip::record("overlay mount failed here");
         return;
     }
     let seen = common::snapshot(&merged, false);

@@ -10,12 +10,13 @@
 //! ```
 //!
 //! [`snapshotter_suite!`] does the same for [`berth_core::snapshots::Snapshotter`]s; its cases
-//! that write files through mounts need root and print `SKIP: <why>` without it.
+//! that write files through mounts need root and skip without it ([`skip::record`]).
 
 // A crate of test cases: its panics are the suites' assertions.
 #![allow(clippy::unwrap_used)]
 
 pub mod content;
+pub mod skip;
 pub mod snapshots;
 
 /// Expand to one `#[tokio::test]` per content-store conformance case, each on a fresh store from

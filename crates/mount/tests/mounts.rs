@@ -1,4 +1,4 @@
-//! Real mounts: these need root (CAP_SYS_ADMIN) and print `SKIP: <why>` otherwise.
+//! Real mounts: these need root (CAP_SYS_ADMIN) and record a skip (berth-conformance's `skip`) otherwise.
 
 // Test helpers outside #[test] functions: a panic is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -10,7 +10,7 @@ use berth_mount::{mount, mount_all, unmount, unmount_all, with_temp_mount, Mount
 
 fn can_mount(case: &str) -> bool {
     if !rustix::process::geteuid().is_root() {
-        println!("SKIP: {case}: mounting needs root");
+        berth_conformance::skip::record_as(case, "mounting needs root");
         return false;
     }
     true

@@ -244,7 +244,7 @@ async fn overlay_mounts_past_a_page_of_options() {
         "the chain must not fit in a page ({data} bytes)"
     );
     if !rustix::process::geteuid().is_root() {
-        println!("SKIP: overlay_mounts_past_a_page_of_options: mounting needs root");
+        berth_conformance::skip::record("mounting needs root");
         return;
     }
     berth_mount::with_temp_mount(&mounts, |r| fs::write(r.join("f"), "x").unwrap()).unwrap();
@@ -253,7 +253,7 @@ async fn overlay_mounts_past_a_page_of_options() {
 #[test]
 fn overlay_is_supported_here() {
     if !rustix::process::geteuid().is_root() {
-        println!("SKIP: overlay_is_supported_here: the check mounts, which needs root");
+        berth_conformance::skip::record("the check mounts, which needs root");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -265,7 +265,7 @@ fn overlay_is_supported_here() {
 #[test]
 fn overlay_is_refused_where_it_cannot_work() {
     if !rustix::process::geteuid().is_root() {
-        println!("SKIP: overlay_is_refused_where_it_cannot_work: needs root to build the case");
+        berth_conformance::skip::record("needs root to build the case");
         return;
     }
     // An overlay cannot be the upper layer of another overlay: a root on an overlay mount.

@@ -12,7 +12,6 @@
 //! `<test>: <reason>` to the file named by `BERTH_SKIP_LOG` (when set), which `scripts/test.sh`
 //! reads to count the test as skipped rather than passed.
 
-use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use crate::{ok, Berthd};
 /// (`require`).
 pub const ROOT_TESTS_VAR: &str = "BERTH_ROOT_TESTS";
 /// The environment variable naming the file where skips are recorded.
-pub const SKIP_LOG_VAR: &str = "BERTH_SKIP_LOG";
+pub const SKIP_LOG_VAR: &str = berth_conformance::skip::SKIP_LOG_VAR;
 
 /// How root tests treat an unmet precondition, from `BERTH_ROOT_TESTS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,37 +57,7 @@ fn skip_log() -> Option<std::path::PathBuf> {
 }
 
 fn record_skip(log: Option<&std::path::Path>, test: &str, reason: &str) {
-    // Straight to the stderr file descriptor: `eprintln!` in a test is captured by libtest and
-    // shown only when the test fails, and a skip must show when it passes.
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
-    if let Some(path) = log {
-        append_skip(path, test, reason);
-    }
-}
-
-fn append_skip(path: &std::path::Path, test: &str, reason: &str) {
-    let line = format!("{}::{test}: {reason}\n", binary_name());
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(line.as_bytes()));
-    if let Err(e) = written {
-        panic!("record the skip of {test} in {}: {e}", path.display());
-    }
-}
-
-/// The test binary's name without cargo's hash (`cli_run` for `cli_run-0123abcd`).
-fn binary_name() -> String {
-    let exe = std::env::current_exe().unwrap_or_default();
-    let stem = exe
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match stem.rsplit_once('-') {
-        Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
-        _ => stem,
-    }
+    berth_conformance::skip::record_in(log, test, reason);
 }
 
 /// A precondition of `test` is not met (`what` says which, and how to get it): in `require`
@@ -293,13 +262,17 @@ mod tests {
     fn a_skip_is_appended_to_the_log_with_its_reason() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("skips");
-        append_skip(&log, "one", "ctr not installed");
-        append_skip(&log, "two", "needs: root");
+        record_skip(Some(&log), "one", "ctr not installed");
+        record_skip(Some(&log), "two", "needs: root");
         let text = std::fs::read_to_string(&log).unwrap();
-        let bin = binary_name();
+        let lines: Vec<&str> = text.lines().collect();
+        let bin = lines[0].strip_suffix("::one: ctr not installed").unwrap();
         assert_eq!(
-            text,
-            format!("{bin}::one: ctr not installed\n{bin}::two: needs: root\n")
+            lines,
+            [
+                format!("{bin}::one: ctr not installed"),
+                format!("{bin}::two: needs: root")
+            ]
         );
         assert!(!bin.is_empty() && !bin.contains('/'), "{bin}");
     }

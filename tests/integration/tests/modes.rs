@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use berth_integration_tests::cli::berth;
+use berth_integration_tests::gate::have_tools;
 use berth_integration_tests::registry::TestImages;
 use berth_integration_tests::tasks::TaskCleanup;
 use berth_integration_tests::{enabled, ok, Berthd};
@@ -16,13 +17,6 @@ use berth_integration_tests::{enabled, ok, Berthd};
 const USER: &str = "berth-modes-it";
 const IMAGE: &str = "docker.io/library/busybox:latest";
 const NS: &str = "berth-modes";
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// Creates the throwaway user unless it exists.
 fn ensure_user() {
@@ -102,11 +96,8 @@ fn setup(test: &str) -> Option<Berthd> {
     if !enabled(test) {
         return None;
     }
-    for tool in ["containerd-shim-runc-v2", "runc", "useradd", "su"] {
-        if !have(tool) {
-            eprintln!("SKIP {test}: {tool} not installed");
-            return None;
-        }
+    if !have_tools(test, &["containerd-shim-runc-v2", "runc", "useradd", "su"]) {
+        return None;
     }
     ensure_user();
     let b = Berthd::start();

@@ -14,12 +14,12 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Prints `SKIP: <reason>` and returns from the test unless running as root.
+/// Records a skip (berth-conformance's `skip`) and returns from the test unless running as root.
 #[macro_export]
 macro_rules! require_root {
     ($why:expr) => {
         if !common::is_root() {
-            println!("SKIP: {} (needs root)", $why);
+            berth_conformance::skip::record(&format!("{} (needs root)", $why));
             return;
         }
     };

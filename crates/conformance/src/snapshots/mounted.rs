@@ -1,6 +1,6 @@
 //! Snapshotter cases that write and read files through the returned mounts, performed with
 //! `berth-mount` on temporary directories. They need root (`CAP_SYS_ADMIN`); without it each
-//! prints `SKIP: <case>: <why>` and passes.
+//! records a skip (`crate::skip`) and returns.
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -40,7 +40,7 @@ pub fn mount_unavailable() -> Option<&'static str> {
 fn skip(case: &str) -> bool {
     match mount_unavailable() {
         Some(why) => {
-            println!("SKIP: {case}: {why}");
+            crate::skip::record(&format!("case {case}: {why}"));
             true
         }
         None => false,
