@@ -20,6 +20,10 @@
 //!
 //! [registry]
 //! config_path = "/etc/berth/certs.d"   # <host>/hosts.toml mirror files for berthd's own pulls
+//!
+//! [cri]
+//! enabled = true                                # serve the Kubernetes CRI on the socket
+//! sandbox_image = "registry.k8s.io/pause:3.9"   # pods' pause image (no pods yet)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -51,6 +55,8 @@ pub struct Config {
     pub gc: Gc,
     #[serde(default)]
     pub registry: Registry,
+    #[serde(default)]
+    pub cri: Cri,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +97,30 @@ impl Registry {
         self.config_path
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_HOSTS_DIR))
+    }
+}
+
+/// The Kubernetes CRI server (berth-cri), on berthd's socket as containerd's `cri` plugin.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cri {
+    /// Serve the CRI (default true).
+    pub enabled: Option<bool>,
+    /// The pause image of pod sandboxes (default `registry.k8s.io/pause:3.9`; not used yet).
+    pub sandbox_image: Option<String>,
+}
+
+impl Cri {
+    /// Whether berthd serves the CRI.
+    pub fn enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
+
+    /// The pods' pause image.
+    pub fn sandbox_image(&self) -> String {
+        self.sandbox_image
+            .clone()
+            .unwrap_or_else(|| berth_cri::DEFAULT_SANDBOX_IMAGE.to_string())
     }
 }
 
@@ -173,6 +203,19 @@ mod tests {
         let cfg: Config = toml::from_str("").unwrap();
         assert_eq!(cfg.registry.hosts_dir(), Path::new(DEFAULT_HOSTS_DIR));
         assert!(toml::from_str::<Config>("[registry]\nmirrors = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_cri_is_on_by_default_with_containerds_pause_image() {
+        let cfg: Config = toml::from_str("").unwrap();
+        assert!(cfg.cri.enabled());
+        assert_eq!(cfg.cri.sandbox_image(), "registry.k8s.io/pause:3.9");
+        let cfg: Config =
+            toml::from_str("[cri]\nenabled = false\nsandbox_image = \"r.example/pause:1\"\n")
+                .unwrap();
+        assert!(!cfg.cri.enabled());
+        assert_eq!(cfg.cri.sandbox_image(), "r.example/pause:1");
+        assert!(toml::from_str::<Config>("[cri]\nsandbox = \"x\"\n").is_err());
     }
 
     #[test]

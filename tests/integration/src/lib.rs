@@ -63,6 +63,11 @@ pub struct Berthd {
 impl Berthd {
     /// Start a fresh berthd.
     pub fn start() -> Berthd {
+        Berthd::start_with_config("[gc]\nschedule_interval = \"10m\"\n")
+    }
+
+    /// Start a fresh berthd whose configuration file (`--config`) is `config` (TOML).
+    pub fn start_with_config(config: &str) -> Berthd {
         let dir = tempfile::Builder::new()
             .prefix("berthd-it-")
             .tempdir()
@@ -72,6 +77,7 @@ impl Berthd {
             child: None,
             ready_after: Duration::ZERO,
         };
+        std::fs::write(d.dir.path().join("config.toml"), config).expect("write config");
         d.spawn();
         d
     }
