@@ -69,7 +69,7 @@ pub fn tags_and_digests(records: &[Named]) -> (Vec<String>, Vec<String>) {
             }
             NameKind::Digested => {
                 if let Ok(parsed) = Reference::parse(&r.name) {
-                    if let Some(d) = parsed.digest {
+                    if let Some(d) = &parsed.digest {
                         digests.push(format!("{}@{d}", parsed.name()));
                     }
                 }

@@ -295,8 +295,8 @@ impl ImageService for Cri {
     async fn image_fs_info(&self, _req: Request<ImageFsInfoRequest>) -> Reply<ImageFsInfoResponse> {
         let root = self.config.snapshotter_root.clone();
         let usage = {
-            let root = root.clone();
-            tokio::task::spawn_blocking(move || crate::fsinfo::disk_usage(&root))
+            let walked = root.clone();
+            tokio::task::spawn_blocking(move || crate::fsinfo::disk_usage(&walked))
                 .await
                 .map_err(|e| Status::internal(format!("image filesystem usage: {e}")))?
                 .map_err(|e| {
