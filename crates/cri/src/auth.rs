@@ -55,7 +55,9 @@ pub fn provider(auth: Option<&AuthConfig>) -> Result<Option<Arc<dyn CredentialPr
     } else if !auth.auth.is_empty() {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.auth.trim())
-            .map_err(|e| Error::invalid_argument(format!("auth config: auth is not base64: {e}")))?;
+            .map_err(|e| {
+                Error::invalid_argument(format!("auth config: auth is not base64: {e}"))
+            })?;
         let decoded = String::from_utf8(decoded)
             .map_err(|_| Error::invalid_argument("auth config: auth is not utf-8"))?;
         let (user, password) = decoded.split_once(':').ok_or_else(|| {
@@ -113,7 +115,10 @@ mod tests {
         .unwrap()
         .unwrap();
         let c = ask(&p, "r.example:5000").unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3:cret"));
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3:cret")
+        );
         assert!(ask(&p, "other.example").is_none());
         assert_eq!(server_host("index.docker.io"), "docker.io");
     }

@@ -79,7 +79,10 @@ mod tests {
         let u = disk_usage(dir.path()).unwrap();
         assert_eq!(u.inodes, 4, "root, d, f (twice linked), sym");
         assert!(u.bytes >= empty.bytes + 64 * 1024, "{u:?}");
-        assert!(u.bytes < empty.bytes + 4 * 64 * 1024, "{u:?}: the link counted once");
+        assert!(
+            u.bytes < empty.bytes + 4 * 64 * 1024,
+            "{u:?}: the link counted once"
+        );
         assert_eq!(
             disk_usage(&dir.path().join("missing")).unwrap(),
             Usage::default()

@@ -146,7 +146,10 @@ mod tests {
 
     #[test]
     fn names_are_tags_digests_or_the_id() {
-        assert_eq!(classify("docker.io/library/busybox:latest"), NameKind::Tagged);
+        assert_eq!(
+            classify("docker.io/library/busybox:latest"),
+            NameKind::Tagged
+        );
         assert_eq!(
             classify(&format!("docker.io/library/busybox@{M}")),
             NameKind::Digested

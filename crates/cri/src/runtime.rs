@@ -130,43 +130,82 @@ impl RuntimeService for Cri {
         Ok(Response::new(UpdateRuntimeConfigResponse {}))
     }
 
-    async fn run_pod_sandbox(&self, _req: Request<RunPodSandboxRequest>) -> Reply<RunPodSandboxResponse> {
+    async fn run_pod_sandbox(
+        &self,
+        _req: Request<RunPodSandboxRequest>,
+    ) -> Reply<RunPodSandboxResponse> {
         Err(not_built("RunPodSandbox"))
     }
-    async fn stop_pod_sandbox(&self, _req: Request<StopPodSandboxRequest>) -> Reply<StopPodSandboxResponse> {
+    async fn stop_pod_sandbox(
+        &self,
+        _req: Request<StopPodSandboxRequest>,
+    ) -> Reply<StopPodSandboxResponse> {
         Err(not_built("StopPodSandbox"))
     }
-    async fn remove_pod_sandbox(&self, _req: Request<RemovePodSandboxRequest>) -> Reply<RemovePodSandboxResponse> {
+    async fn remove_pod_sandbox(
+        &self,
+        _req: Request<RemovePodSandboxRequest>,
+    ) -> Reply<RemovePodSandboxResponse> {
         Err(not_built("RemovePodSandbox"))
     }
-    async fn pod_sandbox_status(&self, _req: Request<PodSandboxStatusRequest>) -> Reply<PodSandboxStatusResponse> {
+    async fn pod_sandbox_status(
+        &self,
+        _req: Request<PodSandboxStatusRequest>,
+    ) -> Reply<PodSandboxStatusResponse> {
         Err(not_built("PodSandboxStatus"))
     }
-    async fn list_pod_sandbox(&self, _req: Request<ListPodSandboxRequest>) -> Reply<ListPodSandboxResponse> {
+    async fn list_pod_sandbox(
+        &self,
+        _req: Request<ListPodSandboxRequest>,
+    ) -> Reply<ListPodSandboxResponse> {
         Err(not_built("ListPodSandbox"))
     }
-    async fn create_container(&self, _req: Request<CreateContainerRequest>) -> Reply<CreateContainerResponse> {
+    async fn create_container(
+        &self,
+        _req: Request<CreateContainerRequest>,
+    ) -> Reply<CreateContainerResponse> {
         Err(not_built("CreateContainer"))
     }
-    async fn start_container(&self, _req: Request<StartContainerRequest>) -> Reply<StartContainerResponse> {
+    async fn start_container(
+        &self,
+        _req: Request<StartContainerRequest>,
+    ) -> Reply<StartContainerResponse> {
         Err(not_built("StartContainer"))
     }
-    async fn stop_container(&self, _req: Request<StopContainerRequest>) -> Reply<StopContainerResponse> {
+    async fn stop_container(
+        &self,
+        _req: Request<StopContainerRequest>,
+    ) -> Reply<StopContainerResponse> {
         Err(not_built("StopContainer"))
     }
-    async fn remove_container(&self, _req: Request<RemoveContainerRequest>) -> Reply<RemoveContainerResponse> {
+    async fn remove_container(
+        &self,
+        _req: Request<RemoveContainerRequest>,
+    ) -> Reply<RemoveContainerResponse> {
         Err(not_built("RemoveContainer"))
     }
-    async fn list_containers(&self, _req: Request<ListContainersRequest>) -> Reply<ListContainersResponse> {
+    async fn list_containers(
+        &self,
+        _req: Request<ListContainersRequest>,
+    ) -> Reply<ListContainersResponse> {
         Err(not_built("ListContainers"))
     }
-    async fn container_status(&self, _req: Request<ContainerStatusRequest>) -> Reply<ContainerStatusResponse> {
+    async fn container_status(
+        &self,
+        _req: Request<ContainerStatusRequest>,
+    ) -> Reply<ContainerStatusResponse> {
         Err(not_built("ContainerStatus"))
     }
-    async fn update_container_resources(&self, _req: Request<UpdateContainerResourcesRequest>) -> Reply<UpdateContainerResourcesResponse> {
+    async fn update_container_resources(
+        &self,
+        _req: Request<UpdateContainerResourcesRequest>,
+    ) -> Reply<UpdateContainerResourcesResponse> {
         Err(not_built("UpdateContainerResources"))
     }
-    async fn reopen_container_log(&self, _req: Request<ReopenContainerLogRequest>) -> Reply<ReopenContainerLogResponse> {
+    async fn reopen_container_log(
+        &self,
+        _req: Request<ReopenContainerLogRequest>,
+    ) -> Reply<ReopenContainerLogResponse> {
         Err(not_built("ReopenContainerLog"))
     }
     async fn exec_sync(&self, _req: Request<ExecSyncRequest>) -> Reply<ExecSyncResponse> {
@@ -181,28 +220,52 @@ impl RuntimeService for Cri {
     async fn port_forward(&self, _req: Request<PortForwardRequest>) -> Reply<PortForwardResponse> {
         Err(not_built("PortForward"))
     }
-    async fn container_stats(&self, _req: Request<ContainerStatsRequest>) -> Reply<ContainerStatsResponse> {
+    async fn container_stats(
+        &self,
+        _req: Request<ContainerStatsRequest>,
+    ) -> Reply<ContainerStatsResponse> {
         Err(not_built("ContainerStats"))
     }
-    async fn list_container_stats(&self, _req: Request<ListContainerStatsRequest>) -> Reply<ListContainerStatsResponse> {
+    async fn list_container_stats(
+        &self,
+        _req: Request<ListContainerStatsRequest>,
+    ) -> Reply<ListContainerStatsResponse> {
         Err(not_built("ListContainerStats"))
     }
-    async fn pod_sandbox_stats(&self, _req: Request<PodSandboxStatsRequest>) -> Reply<PodSandboxStatsResponse> {
+    async fn pod_sandbox_stats(
+        &self,
+        _req: Request<PodSandboxStatsRequest>,
+    ) -> Reply<PodSandboxStatsResponse> {
         Err(not_built("PodSandboxStats"))
     }
-    async fn list_pod_sandbox_stats(&self, _req: Request<ListPodSandboxStatsRequest>) -> Reply<ListPodSandboxStatsResponse> {
+    async fn list_pod_sandbox_stats(
+        &self,
+        _req: Request<ListPodSandboxStatsRequest>,
+    ) -> Reply<ListPodSandboxStatsResponse> {
         Err(not_built("ListPodSandboxStats"))
     }
-    async fn checkpoint_container(&self, _req: Request<CheckpointContainerRequest>) -> Reply<CheckpointContainerResponse> {
+    async fn checkpoint_container(
+        &self,
+        _req: Request<CheckpointContainerRequest>,
+    ) -> Reply<CheckpointContainerResponse> {
         Err(not_built("CheckpointContainer"))
     }
-    async fn get_container_events(&self, _req: Request<GetEventsRequest>) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+    async fn get_container_events(
+        &self,
+        _req: Request<GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
         Err(not_built("GetContainerEvents"))
     }
-    async fn list_metric_descriptors(&self, _req: Request<ListMetricDescriptorsRequest>) -> Reply<ListMetricDescriptorsResponse> {
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<ListMetricDescriptorsRequest>,
+    ) -> Reply<ListMetricDescriptorsResponse> {
         Err(not_built("ListMetricDescriptors"))
     }
-    async fn list_pod_sandbox_metrics(&self, _req: Request<ListPodSandboxMetricsRequest>) -> Reply<ListPodSandboxMetricsResponse> {
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<ListPodSandboxMetricsRequest>,
+    ) -> Reply<ListPodSandboxMetricsResponse> {
         Err(not_built("ListPodSandboxMetrics"))
     }
 }

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_integration_tests::cli::{manifest_parts, read_json, blob_path};
+use berth_integration_tests::cli::{blob_path, manifest_parts, read_json};
 use berth_integration_tests::{setup, Berthd};
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -132,8 +132,11 @@ async fn cri_serves_images_through_a_mirror() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     let image = &listed[0];
     assert_eq!(image.id, config);
-    assert_eq!(image.repo_tags, [name.clone()]);
-    assert_eq!(image.repo_digests, [format!("{UPSTREAM}/busybox@{manifest}")]);
+    assert_eq!(image.repo_tags, vec![name.clone()]);
+    assert_eq!(
+        image.repo_digests,
+        [format!("{UPSTREAM}/busybox@{manifest}")]
+    );
     assert_eq!(image.size, layers_size);
     // The test image's config sets no user: neither a uid nor a name.
     assert_eq!(image.uid, None);
@@ -217,7 +220,10 @@ async fn cri_serves_images_through_a_mirror() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented, "{e:?}");
-    assert!(e.message().contains("ListPodSandbox is not built yet"), "{e:?}");
+    assert!(
+        e.message().contains("ListPodSandbox is not built yet"),
+        "{e:?}"
+    );
 
     // A missing image: a clear error naming it.
     let missing = format!("{UPSTREAM}/nonexistent:latest");
