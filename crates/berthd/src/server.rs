@@ -291,7 +291,11 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
     // On a signal, stop accepting and let calls in flight finish, but do not wait on streams
     // that never end (event subscriptions): after the grace period berthd exits regardless.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serve = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+    // Each connection's `:authority` made acceptable to h2 (crictl/critest 1.26 send the path).
+    let incoming = tokio_stream::StreamExt::map(UnixListenerStream::new(listener), |conn| {
+        conn.map(crate::authority::AuthorityFix::new)
+    });
+    let serve = router.serve_with_incoming_shutdown(incoming, async {
         shutdown_signal().await;
         let _ = stop_tx.send(());
     });
