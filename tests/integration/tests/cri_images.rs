@@ -259,3 +259,84 @@ async fn cri_serves_images_through_a_mirror() {
         .await
         .unwrap();
 }
+
+/// An HPACK integer with an `n`-bit prefix whose other bits are `first`.
+fn hpack_int(out: &mut Vec<u8>, first: u8, n: u8, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let n = payload.len();
+    let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// What crictl and critest v1.26.1 (Go gRPC of Kubernetes 1.26) send: the socket's path as
+/// the HTTP/2 `:authority`. hyper's h2 alone resets such a stream (PROTOCOL_ERROR); berthd
+/// answers it. The request is written frame by frame, as those clients' HPACK encoder does
+/// (a literal `:authority` value), and the answer must be response headers, not a reset.
+#[test]
+fn cri_answers_a_request_whose_authority_is_the_socket_path() {
+    use std::io::{Read, Write};
+    let Some(_s) = setup(
+        "cri_answers_a_request_whose_authority_is_the_socket_path",
+        &[],
+    ) else {
+        return;
+    };
+    let b = Berthd::start();
+    let sock = b.address();
+    let path = sock.to_str().unwrap().as_bytes().to_vec();
+    let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
+    let literal = |block: &mut Vec<u8>, index: usize, value: &[u8]| {
+        hpack_int(block, 0x00, 4, index); // literal without indexing, indexed name
+        hpack_int(block, 0x00, 7, value.len());
+        block.extend_from_slice(value);
+    };
+    literal(&mut block, 4, b"/runtime.v1.RuntimeService/Version");
+    literal(&mut block, 1, &path); // :authority
+    literal(&mut block, 31, b"application/grpc");
+    block.extend_from_slice(&[0x00, 2, b't', b'e', 8]);
+    block.extend_from_slice(b"trailers");
+
+    let mut conn = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[])); // SETTINGS
+    out.extend(frame(1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    out.extend(frame(0, 0x1, 1, &[0, 0, 0, 0, 0])); // an empty VersionRequest, END_STREAM
+    conn.write_all(&out).unwrap();
+
+    let mut answer = None;
+    for _ in 0..20 {
+        let mut h = [0u8; 9];
+        conn.read_exact(&mut h).unwrap();
+        let len = (usize::from(h[0]) << 16) | (usize::from(h[1]) << 8) | usize::from(h[2]);
+        let mut payload = vec![0u8; len];
+        conn.read_exact(&mut payload).unwrap();
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        if stream == 1 && (h[3] == 1 || h[3] == 3) {
+            answer = Some((h[3], payload));
+            break;
+        }
+    }
+    let (kind, payload) = answer.expect("an answer on stream 1");
+    assert_eq!(
+        kind, 1,
+        "stream 1 reset (error code {payload:?}) instead of answered"
+    );
+}
