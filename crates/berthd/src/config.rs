@@ -23,6 +23,10 @@
 //!
 //! [registry]
 //! config_path = "/etc/berth/certs.d"   # <host>/hosts.toml mirror files for berthd's own pulls
+//!
+//! [cri]
+//! enabled = true                                # serve the Kubernetes CRI on the socket
+//! sandbox_image = "registry.k8s.io/pause:3.9"   # pods' pause image (no pods yet)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -56,6 +60,8 @@ pub struct Config {
     pub registry: Registry,
     #[serde(default)]
     pub metrics: Metrics,
+    #[serde(default)]
+    pub cri: Cri,
 }
 
 /// containerd's `[metrics]` table.
@@ -115,6 +121,30 @@ impl Registry {
         self.config_path
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_HOSTS_DIR))
+    }
+}
+
+/// The Kubernetes CRI server (berth-cri), on berthd's socket as containerd's `cri` plugin.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cri {
+    /// Serve the CRI (default true).
+    pub enabled: Option<bool>,
+    /// The pause image of pod sandboxes (default `registry.k8s.io/pause:3.9`; not used yet).
+    pub sandbox_image: Option<String>,
+}
+
+impl Cri {
+    /// Whether berthd serves the CRI.
+    pub fn enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
+
+    /// The pods' pause image.
+    pub fn sandbox_image(&self) -> String {
+        self.sandbox_image
+            .clone()
+            .unwrap_or_else(|| berth_cri::DEFAULT_SANDBOX_IMAGE.to_string())
     }
 }
 
@@ -207,6 +237,19 @@ mod tests {
         let cfg: Config = toml::from_str("[metrics]\naddress = \"127.0.0.1:1338\"\n").unwrap();
         assert_eq!(cfg.metrics.address(), Some("127.0.0.1:1338"));
         assert!(toml::from_str::<Config>("[metrics]\nport = 1\n").is_err());
+    }
+
+    #[test]
+    fn the_cri_is_on_by_default_with_containerds_pause_image() {
+        let cfg: Config = toml::from_str("").unwrap();
+        assert!(cfg.cri.enabled());
+        assert_eq!(cfg.cri.sandbox_image(), "registry.k8s.io/pause:3.9");
+        let cfg: Config =
+            toml::from_str("[cri]\nenabled = false\nsandbox_image = \"r.example/pause:1\"\n")
+                .unwrap();
+        assert!(!cfg.cri.enabled());
+        assert_eq!(cfg.cri.sandbox_image(), "r.example/pause:1");
+        assert!(toml::from_str::<Config>("[cri]\nsandbox = \"x\"\n").is_err());
     }
 
     #[test]

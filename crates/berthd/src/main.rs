@@ -1,5 +1,6 @@
 //! berthd: the berth daemon. Serves containerd's v1 gRPC API on a unix socket.
 
+mod authority;
 mod config;
 mod metrics;
 mod publish;

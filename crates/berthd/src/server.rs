@@ -32,7 +32,7 @@ use berth_services::namespaces::NamespacesService;
 use berth_services::snapshots::SnapshotsService;
 use berth_services::tasks::{LocalTasks, TasksService};
 use berth_services::version::VersionService;
-use berth_services::{Exchange, Plugin, PluginRegistry};
+use berth_services::{Exchange, LocalStores, Plugin, PluginRegistry};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
@@ -168,6 +168,13 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
     // Mirrors for berthd's own pulls (CRI, Transfer): handed to berth-ops' PullOptions.
     let hosts_dir = cfg.registry.hosts_dir();
     tracing::debug!(hosts_dir = %hosts_dir.display(), "registry hosts directory");
+    let cri = cfg.cri.enabled().then(|| berth_cri::CriConfig {
+        snapshotter: "overlayfs".to_string(),
+        snapshotter_root: root.join("io.containerd.snapshotter.v1.overlayfs"),
+        hosts_dir: hosts_dir.clone(),
+        sandbox_image: cfg.cri.sandbox_image(),
+        runtime_version: format!("v{}", env!("CARGO_PKG_VERSION")),
+    });
     // Modes (ARCHITECTURE.md, "File modes"): the root is private; the state dir is traversable
     // so that a container's root in a user namespace reaches its bundle; FIFOs are private.
     mkdir(&root, 0o700)?;
@@ -257,6 +264,7 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
             meta: meta.clone(),
             exchange: exchange.clone(),
             runtime: runtime.clone(),
+            cri,
         },
     );
 
@@ -294,7 +302,11 @@ pub async fn run(args: Args, cfg: Config) -> anyhow::Result<()> {
     // On a signal, stop accepting and let calls in flight finish, but do not wait on streams
     // that never end (event subscriptions): after the grace period berthd exits regardless.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serve = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+    // Each connection's `:authority` made acceptable to h2 (crictl/critest 1.26 send the path).
+    let incoming = tokio_stream::StreamExt::map(UnixListenerStream::new(listener), |conn| {
+        conn.map(crate::authority::AuthorityFix::new)
+    });
+    let serve = router.serve_with_incoming_shutdown(incoming, async {
         shutdown_signal().await;
         let _ = stop_tx.send(());
     });
@@ -341,6 +353,8 @@ struct Handles {
     meta: Metadata,
     exchange: Exchange,
     runtime: TaskManager,
+    /// The CRI's configuration; None when `[cri] enabled = false`.
+    cri: Option<berth_cri::CriConfig>,
 }
 
 /// Caps a generated gRPC server's message sizes at [`MAX_MESSAGE`].
@@ -455,7 +469,7 @@ fn register_services(registry: &mut PluginRegistry, h: &Handles) {
             })));
         }),
     );
-    let m = meta.clone();
+    let (m, runtime2) = (meta.clone(), runtime.clone());
     registry.register(
         Plugin::new(
             GRPC,
@@ -464,10 +478,33 @@ fn register_services(registry: &mut PluginRegistry, h: &Handles) {
         )
         .serves(move |_, r| {
             r.add_service(limits!(TasksServer::new(TasksService {
-                tasks: LocalTasks::new(m.clone(), runtime.clone()),
+                tasks: LocalTasks::new(m.clone(), runtime2.clone()),
             })));
         }),
     );
+    if let Some(config) = h.cri.clone() {
+        // containerd's `cri` plugin: the CRI on berthd's own socket, over the stores in-process.
+        let stores = LocalStores::new(meta.clone(), LocalTasks::new(meta.clone(), runtime.clone()));
+        let cri = berth_cri::Cri::new(stores, meta.clone(), config);
+        registry.register(
+            Plugin::new(
+                GRPC,
+                "cri",
+                &[
+                    "io.containerd.runtime.v2",
+                    "io.containerd.metadata.v1",
+                    "io.containerd.snapshotter.v1",
+                    "io.containerd.differ.v1",
+                ],
+            )
+            .export("namespace", berth_cri::NAMESPACE)
+            .export("api_version", berth_cri::API_VERSION)
+            .serves(move |_, r| {
+                r.add_service(limits!(cri.runtime_server()));
+                r.add_service(limits!(cri.image_server()));
+            }),
+        );
+    }
     registry.register(Plugin::new(GRPC, "version", &[]).serves(|_, r| {
         r.add_service(limits!(VersionServer::new(VersionService {
             version: format!("v{}", env!("CARGO_PKG_VERSION")),
