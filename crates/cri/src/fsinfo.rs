@@ -1,12 +1,10 @@
 //! The usage of the image filesystem (the snapshotter's root), for `ImageFsInfo`: bytes as
 //! `du` counts them (allocated blocks) and inodes, each hard-linked inode counted once, as
-//! containerd's `fs.DiskUsage`. Symbolic links are not followed; the walk stays on the root's
-//! filesystem.
+//! containerd's `fs.DiskUsage` (berth-snapshots' `disk_usage`, which snapshot usage uses too).
+//! Symbolic links are not followed.
 
-use std::collections::HashSet;
 use std::io::ErrorKind;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Bytes and inodes used under a directory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -18,49 +16,14 @@ pub struct Usage {
 /// The usage of everything under `root` (the root included); a missing root uses nothing.
 /// Entries that vanish during the walk are skipped (snapshots come and go).
 pub fn disk_usage(root: &Path) -> std::io::Result<Usage> {
-    let meta = match std::fs::symlink_metadata(root) {
-        Ok(m) => m,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Usage::default()),
-        Err(e) => return Err(e),
-    };
-    let dev = meta.dev();
-    let mut seen = HashSet::new();
-    let mut usage = Usage::default();
-    let mut count = |m: &std::fs::Metadata, usage: &mut Usage| {
-        if seen.insert(m.ino()) {
-            usage.inodes += 1;
-            usage.bytes = usage.bytes.saturating_add(m.blocks().saturating_mul(512));
-        }
-    };
-    count(&meta, &mut usage);
-    let mut dirs: Vec<PathBuf> = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let m = match std::fs::symlink_metadata(entry.path()) {
-                Ok(m) => m,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            if m.dev() != dev {
-                continue;
-            }
-            count(&m, &mut usage);
-            if m.is_dir() {
-                dirs.push(entry.path());
-            }
-        }
+    match berth_snapshots::disk_usage(root) {
+        Ok(u) => Ok(Usage {
+            bytes: u.size.max(0) as u64,
+            inodes: u.inodes.max(0) as u64,
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound && !root.exists() => Ok(Usage::default()),
+        Err(e) => Err(e),
     }
-    Ok(usage)
 }
 
 #[cfg(test)]

@@ -13,18 +13,32 @@ use rustix::io::Errno;
 
 /// Disk usage of the tree at `root`: blocks × 512 of each distinct inode, and the number of
 /// distinct inodes (the root included). Symlinks are not followed; hard links count once.
+/// Entries below `root` that vanish during the walk are skipped (a live tree changes); a
+/// missing `root` is an error.
 pub fn disk_usage(root: &Path) -> io::Result<Usage> {
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut size: i64 = 0;
     let mut stack = vec![root.to_path_buf()];
+    let gone = |e: &io::Error, path: &Path| e.kind() == io::ErrorKind::NotFound && path != root;
     while let Some(path) = stack.pop() {
-        let meta = fs::symlink_metadata(&path)?;
+        let meta = match fs::symlink_metadata(&path) {
+            Err(e) if gone(&e, &path) => continue,
+            m => m?,
+        };
         if seen.insert((meta.dev(), meta.ino())) {
-            size += meta.blocks() as i64 * 512;
+            size = size.saturating_add((meta.blocks() as i64).saturating_mul(512));
         }
         if meta.is_dir() {
-            for entry in fs::read_dir(&path)? {
-                stack.push(entry?.path());
+            let entries = match fs::read_dir(&path) {
+                Err(e) if gone(&e, &path) => continue,
+                entries => entries?,
+            };
+            for entry in entries {
+                match entry {
+                    Ok(entry) => stack.push(entry.path()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
